@@ -1,0 +1,208 @@
+//! Pool configuration and its validation.
+//!
+//! Validation lives here so every front end (the Python binding today) gets
+//! the same rules and the same messages: each error names the parameter and
+//! the value that was refused.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Sizes and lifetimes of one pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Used in error messages only.
+    pub name: String,
+    /// Connections kept open even when idle.
+    pub min_size: usize,
+    /// Upper bound on idle + in use + being created. `0` means no bound
+    /// (only meaningful for null pools, as in psycopg_pool).
+    pub max_size: usize,
+    /// Requests allowed to queue; `0` means no bound.
+    pub max_waiting: usize,
+    /// A connection is retired after this long (minus up to
+    /// `lifetime_jitter` of it, so connections do not all expire together).
+    pub max_lifetime: Duration,
+    /// Fraction of `max_lifetime` removed at random from each connection's
+    /// lifetime, in [0, 1).
+    pub lifetime_jitter: f64,
+    /// An idle connection above `min_size` is closed after this long unused.
+    pub max_idle: Duration,
+    /// How long failed connection attempts are retried before giving up.
+    pub reconnect_timeout: Duration,
+    /// A connection is retired after this many checkouts; `0` means no bound.
+    pub max_uses: u64,
+    /// How many connections may be opened at once to serve waiting requests.
+    pub grow_concurrency: usize,
+    /// Null pool: connections are not kept after use; the requesting thread
+    /// opens its own connection when there is capacity.
+    pub null: bool,
+}
+
+impl Default for Config {
+    /// psycopg_pool's defaults.
+    fn default() -> Self {
+        Self {
+            name: "pool".to_owned(),
+            min_size: 4,
+            max_size: 4,
+            max_waiting: 0,
+            max_lifetime: Duration::from_secs(3600),
+            lifetime_jitter: 0.05,
+            max_idle: Duration::from_secs(600),
+            reconnect_timeout: Duration::from_secs(300),
+            max_uses: 0,
+            grow_concurrency: 1,
+            null: false,
+        }
+    }
+}
+
+/// A refused configuration value: which parameter, which value, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub param: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}, got {}", self.param, self.reason, self.value)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    pub fn new(param: &'static str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
+        Self {
+            param,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Seconds as given by a user (a float) to a `Duration`, refusing negative,
+/// NaN and infinite values with a message naming the parameter.
+pub fn seconds(param: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    if !value.is_finite() {
+        return Err(ConfigError::new(param, value, "must be a finite number of seconds"));
+    }
+    if value < 0.0 {
+        return Err(ConfigError::new(param, value, "cannot be negative"));
+    }
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| ConfigError::new(param, value, "is too large"))
+}
+
+/// Like [`seconds`] but also refusing zero.
+pub fn positive_seconds(param: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    let d = seconds(param, value)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(param, value, "must be greater than 0"));
+    }
+    Ok(d)
+}
+
+/// The largest pool the core accepts; far above any server's
+/// max_connections, and it keeps slot indexes within 32 bits.
+pub const MAX_POOL_SIZE: usize = 1 << 24;
+
+impl Config {
+    /// Check sizes against each other, with psycopg_pool's rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_sizes(self.min_size, self.max_size, self.null)?;
+        if self.max_lifetime.is_zero() {
+            return Err(ConfigError::new(
+                "max_lifetime",
+                self.max_lifetime.as_secs_f64(),
+                "must be greater than 0",
+            ));
+        }
+        if self.max_idle.is_zero() {
+            return Err(ConfigError::new(
+                "max_idle",
+                self.max_idle.as_secs_f64(),
+                "must be greater than 0",
+            ));
+        }
+        if !(0.0..1.0).contains(&self.lifetime_jitter) {
+            return Err(ConfigError::new(
+                "lifetime_jitter",
+                self.lifetime_jitter,
+                "must be in [0, 1)",
+            ));
+        }
+        if self.grow_concurrency == 0 {
+            return Err(ConfigError::new("grow_concurrency", 0, "must be at least 1"));
+        }
+        if self.max_waiting > MAX_POOL_SIZE * 64 {
+            return Err(ConfigError::new("max_waiting", self.max_waiting, "is too large"));
+        }
+        Ok(())
+    }
+
+    /// The bound on idle + in use + being created, with "no bound" spelled
+    /// as the largest pool the core can hold.
+    pub fn capacity(&self) -> usize {
+        if self.max_size == 0 {
+            MAX_POOL_SIZE
+        } else {
+            self.max_size
+        }
+    }
+}
+
+/// psycopg_pool's size rules, with the offending values in the messages.
+pub fn validate_sizes(min_size: usize, max_size: usize, null: bool) -> Result<(), ConfigError> {
+    if null && min_size != 0 {
+        return Err(ConfigError::new("min_size", min_size, "must be 0 for null pools"));
+    }
+    if max_size > MAX_POOL_SIZE {
+        return Err(ConfigError::new(
+            "max_size",
+            max_size,
+            format!("must be at most {MAX_POOL_SIZE}"),
+        ));
+    }
+    if !null && max_size < min_size {
+        return Err(ConfigError::new(
+            "max_size",
+            max_size,
+            format!("must be greater or equal than min_size ({min_size})"),
+        ));
+    }
+    if !null && min_size == 0 && max_size == 0 {
+        return Err(ConfigError::new(
+            "max_size",
+            0,
+            "must be greater than 0 if min_size is 0",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_parameter_and_value() {
+        let err = validate_sizes(5, 2, false).unwrap_err();
+        assert_eq!(err.param, "max_size");
+        assert_eq!(err.to_string(), "max_size must be greater or equal than min_size (5), got 2");
+        let err = seconds("timeout", -1.5).unwrap_err();
+        assert_eq!(err.to_string(), "timeout cannot be negative, got -1.5");
+        assert!(seconds("timeout", f64::NAN).is_err());
+        assert!(positive_seconds("timeout", 0.0).is_err());
+        assert!(validate_sizes(0, 0, false).is_err());
+        assert!(validate_sizes(0, 0, true).is_ok());
+        assert!(validate_sizes(1, 3, true).is_err());
+    }
+}

@@ -1,0 +1,294 @@
+//! Borrowing: the lock-free checkout and the queued wait behind it.
+
+use std::time::Duration;
+
+use super::Pool;
+use crate::clock::{saturating_nanos, Nanos};
+use crate::error::PoolError;
+use crate::maintenance::{Action, CloseReason, Ticket};
+use crate::slot::{Owned, Phase, SlotId};
+use crate::stats::bump;
+use crate::sync::{lock, Arc, Ordering};
+use crate::waiter::{Outcome, WakeFn, Waiter};
+
+/// A connection lent to a borrower: its slot and what the caller read from
+/// the payload while it owned the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lent<R> {
+    pub id: SlotId,
+    pub value: R,
+}
+
+/// A place in the waiter queue.
+#[derive(Debug)]
+pub struct WaitTicket {
+    waiter: Arc<Waiter>,
+    queued_at: Nanos,
+    deadline: Nanos,
+}
+
+impl WaitTicket {
+    pub fn waiter(&self) -> &Waiter {
+        &self.waiter
+    }
+
+    /// The single deadline of this wait, in the pool's clock.
+    pub fn deadline(&self) -> Nanos {
+        self.deadline
+    }
+}
+
+/// What a request that found nothing idle must do next.
+#[derive(Debug)]
+pub enum Begin<R> {
+    /// A connection became available meanwhile.
+    Ready(Lent<R>),
+    /// Null pool with spare capacity: open a connection on this ticket
+    /// yourself and report it with `connected_to_caller`.
+    Connect(Ticket),
+    /// Queued: wait on the ticket, then call `finish_wait`.
+    Wait(WaitTicket),
+}
+
+impl<T: Send> Pool<T> {
+    /// The fast path: lend an idle connection, or `None` if the request has
+    /// to queue (nothing idle, someone already queued, or a null pool).
+    /// `read` runs while the slot is owned, to copy what the caller needs
+    /// out of the payload (for a Python object: a new reference).
+    #[inline]
+    pub fn checkout<R>(&self, read: impl FnOnce(&T) -> R) -> Result<Option<Lent<R>>, PoolError> {
+        self.check_open()?;
+        bump(&self.counters.requests_num, 1);
+        if self.null || self.waiting.load(Ordering::SeqCst) != 0 {
+            return Ok(None);
+        }
+        if self.idle.load(Ordering::Relaxed) == 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .take_idle(false)
+            .map(|(owned, now)| self.lend(owned, now, false, read)))
+    }
+
+    /// Take the first idle slot that may still be lent, retiring expired
+    /// ones on the way. The slot comes back `InUse`-bound but still owned.
+    pub(super) fn take_idle(&self, sweep_all: bool) -> Option<(Owned<'_, T>, Nanos)> {
+        let mut now = None;
+        for (id, slot) in self.slots.iter() {
+            let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) else {
+                continue;
+            };
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            let t = *now.get_or_insert_with(|| self.now());
+            match self.retire_reason(&owned, t) {
+                None => return Some((owned, t)),
+                Some(reason) => {
+                    let actions = self.retire(owned, reason);
+                    self.push_actions(actions);
+                    if sweep_all {
+                        continue;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Hand an owned slot to a borrower.
+    pub(super) fn lend<R>(
+        &self,
+        mut owned: Owned<'_, T>,
+        now: Nanos,
+        internal: bool,
+        read: impl FnOnce(&T) -> R,
+    ) -> Lent<R> {
+        let id = owned.id();
+        let value = owned.with(|d| {
+            d.uses += 1;
+            d.leased_at = now;
+            d.internal_lease = internal;
+            read(d.payload.as_ref().expect("a lent slot holds a connection"))
+        });
+        owned.publish(Phase::InUse);
+        Lent { id, value }
+    }
+
+    /// The slow path: queue behind earlier requests (or, for a null pool,
+    /// get a ticket to connect). `timeout` starts the wait's one deadline.
+    /// `on_wake` is called when the wait is resolved, for waiters that are
+    /// not blocked threads.
+    pub fn begin_wait<R>(
+        &self,
+        timeout: Duration,
+        on_wake: Option<WakeFn>,
+        read: impl FnOnce(&T) -> R,
+    ) -> Result<Begin<R>, PoolError> {
+        let now = self.now();
+        let deadline = now.saturating_add(saturating_nanos(timeout));
+        let mut queue = lock(&self.queue);
+        self.check_open()?;
+        if self.null {
+            if let Some(ticket) = self.reserve() {
+                return Ok(Begin::Connect(ticket));
+            }
+        }
+        // Announce ourselves before looking again: the Dekker half that
+        // pairs with a return publishing `Idle` then reading `waiting`.
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if queue.is_empty() {
+            if let Some((owned, t)) = self.take_idle(true) {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Ok(Begin::Ready(self.lend(owned, t, false, read)));
+            }
+        }
+        let max_waiting = self.max_waiting();
+        if max_waiting > 0 && queue.len() >= max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            bump(&self.counters.requests_errors, 1);
+            return Err(PoolError::TooManyRequests {
+                name: self.name.clone(),
+                waiting: queue.len(),
+            });
+        }
+        bump(&self.counters.requests_queued, 1);
+        let waiter = Arc::new(Waiter::new(on_wake));
+        queue.push_back(waiter.clone());
+        let grow = self.grow_for_waiters(queue.len());
+        drop(queue);
+        self.push_actions(grow.into_iter().map(Action::Create));
+        Ok(Begin::Wait(WaitTicket {
+            waiter,
+            queued_at: now,
+            deadline,
+        }))
+    }
+
+    /// Reserve capacity for waiting requests, a bounded number of
+    /// connections at once. Called with the queue locked.
+    pub(super) fn grow_for_waiters(&self, waiting: usize) -> Vec<Ticket> {
+        let mut tickets = Vec::new();
+        if self.null {
+            return tickets;
+        }
+        while self.creating.load(Ordering::SeqCst) < self.grow_concurrency.min(waiting) {
+            match self.reserve() {
+                Some(t) => tickets.push(t),
+                None => break,
+            }
+        }
+        tickets
+    }
+
+    /// Block the calling thread on the ticket until it is resolved or
+    /// `slice` passes (so the caller can check for signals). Returns
+    /// whether it is resolved.
+    pub fn park(&self, ticket: &WaitTicket, slice: Duration) -> bool {
+        let left = self.clock.until(ticket.deadline);
+        ticket.waiter.park(slice.min(left))
+    }
+
+    /// Whether the ticket's deadline has passed.
+    pub fn expired(&self, ticket: &WaitTicket) -> bool {
+        self.now() >= ticket.deadline
+    }
+
+    /// End a wait: take the granted connection, or give up (timeout). Safe
+    /// to call before the deadline too (the waiter gives up then).
+    pub fn finish_wait<R>(
+        &self,
+        ticket: WaitTicket,
+        read: impl FnOnce(&T) -> R,
+    ) -> Result<Lent<R>, PoolError> {
+        let outcome = ticket.waiter.resolve();
+        let now = self.now();
+        bump(
+            &self.counters.requests_wait_ns,
+            now.saturating_sub(ticket.queued_at),
+        );
+        match outcome {
+            Outcome::Granted { id, word } => {
+                let owned = self
+                    .slot_of(id)
+                    .claim(id, word, Phase::Handoff)
+                    .expect("a granted slot waits in Handoff for its waiter");
+                Ok(self.lend(owned, now, false, read))
+            }
+            Outcome::Closed => {
+                bump(&self.counters.requests_errors, 1);
+                Err(PoolError::Closed {
+                    name: self.name.clone(),
+                })
+            }
+            Outcome::Abandoned => {
+                self.leave_queue(&ticket.waiter);
+                bump(&self.counters.requests_errors, 1);
+                Err(PoolError::Timeout {
+                    waited: std::time::Duration::from_nanos(
+                        ticket.deadline.saturating_sub(ticket.queued_at),
+                    ),
+                    last_connect_error: self.last_connect_error(),
+                })
+            }
+        }
+    }
+
+    /// Abandon a wait that the caller no longer wants (cancelled task,
+    /// KeyboardInterrupt). A connection granted in the meantime goes back
+    /// to the pool, never lost with the caller.
+    pub fn cancel_wait(&self, ticket: WaitTicket) {
+        match ticket.waiter.resolve() {
+            Outcome::Granted { id, word } => {
+                let owned = self
+                    .slot_of(id)
+                    .claim(id, word, Phase::Returning)
+                    .expect("a granted slot waits in Handoff for its waiter");
+                let now = self.now();
+                let wake = self.make_available(owned, now);
+                if let Some(w) = wake {
+                    w.wake();
+                }
+            }
+            Outcome::Abandoned => self.leave_queue(&ticket.waiter),
+            Outcome::Closed => {}
+        }
+        bump(&self.counters.requests_errors, 1);
+        let now = self.now();
+        bump(
+            &self.counters.requests_wait_ns,
+            now.saturating_sub(ticket.queued_at),
+        );
+    }
+
+    fn leave_queue(&self, waiter: &Arc<Waiter>) {
+        let mut queue = lock(&self.queue);
+        if let Some(pos) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+            queue.remove(pos);
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Why an owned connection must not be lent again, if it must not.
+    pub(super) fn retire_reason(&self, owned: &Owned<'_, T>, now: Nanos) -> Option<CloseReason> {
+        if owned.slot().expires_at.load(Ordering::Relaxed) <= now {
+            return Some(CloseReason::Expired);
+        }
+        let generation = self.drain_generation.load(Ordering::SeqCst);
+        let max_uses = self.max_uses();
+        let (drained, used_up) = owned.read(|d| {
+            (
+                d.drain_generation < generation,
+                max_uses > 0 && d.uses >= max_uses,
+            )
+        });
+        if drained {
+            Some(CloseReason::Drained)
+        } else if used_up {
+            Some(CloseReason::MaxUses)
+        } else if self.size.load(Ordering::SeqCst) > self.capacity() {
+            Some(CloseReason::Resized)
+        } else {
+            None
+        }
+    }
+}
+

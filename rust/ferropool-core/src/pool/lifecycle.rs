@@ -1,0 +1,480 @@
+//! Opening, closing, resizing, draining and checking the pool; the results
+//! of connection attempts; and the maintenance loop the workers run.
+
+use std::time::Duration;
+
+use super::{Pool, CLOSED, NEW, OPEN};
+use crate::backoff::{Backoff, MAX_DELAY};
+use crate::clock::{saturating_nanos, Nanos};
+use crate::config::ConfigError;
+use crate::error::PoolError;
+use crate::maintenance::{Action, CloseReason, Ticket, Timer};
+use crate::slot::{Owned, Phase};
+use crate::stats::bump;
+use crate::sync::{lock, Ordering};
+
+use super::borrow::Lent;
+
+/// What became of a newly opened connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Connected<T> {
+    /// In the pool (or handed to a waiter).
+    Added,
+    /// Not wanted (the pool closed meanwhile): the caller closes it.
+    Refused(T),
+}
+
+/// What follows a failed connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailed {
+    /// Another attempt is scheduled after this delay.
+    Retry(Duration),
+    /// Attempts failed for longer than reconnect_timeout: the capacity is
+    /// given back and the front end calls its `reconnect_failed` hook.
+    GaveUp,
+    /// The pool closed; nothing more will be tried.
+    Closed,
+}
+
+impl<T: Send> Pool<T> {
+    /// Start accepting requests and open min_size connections. Opening an
+    /// open pool does nothing; a closed pool cannot be reopened.
+    pub fn open(&self) -> Result<(), PoolError> {
+        match self
+            .phase
+            .compare_exchange(NEW, OPEN, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => {
+                let tickets = self.fill_to_min();
+                self.push_actions(tickets.into_iter().map(Action::Create));
+                if !self.null {
+                    let due = self.now().saturating_add(self.max_idle_ns.load(Ordering::Relaxed));
+                    self.schedule(due, Timer::IdleSweep);
+                }
+                Ok(())
+            }
+            Err(OPEN) => Ok(()),
+            Err(_) => Err(PoolError::CannotReopen {
+                name: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Close the pool: fail every waiter with `Closed`, stop the workers
+    /// once their queue is empty, and return the idle connections for the
+    /// caller to close. Lent connections are closed when they come back.
+    /// Closing a pool that was never opened does nothing (as psycopg_pool).
+    pub fn close(&self) -> Vec<T> {
+        let woken = {
+            let mut queue = lock(&self.queue);
+            if self.phase.load(Ordering::SeqCst) != OPEN {
+                return Vec::new();
+            }
+            self.phase.store(CLOSED, Ordering::SeqCst);
+            let woken: Vec<_> = queue.drain(..).filter(|w| w.close()).collect();
+            self.waiting.store(0, Ordering::SeqCst);
+            woken
+        };
+        for w in woken {
+            w.wake();
+        }
+        let mut payloads = Vec::new();
+        for (id, slot) in self.slots.iter() {
+            if let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) {
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+                payloads.extend(self.release_slot(owned));
+            }
+        }
+        let mut tickets = Vec::new();
+        {
+            let mut m = lock(&self.maint);
+            m.stopping = true;
+            tickets.extend(m.take_retries());
+            for action in std::mem::take(&mut m.ready) {
+                match action {
+                    Action::Close(p, _) => payloads.push(p),
+                    Action::Create(t) => tickets.push(t),
+                    Action::Stop => {}
+                }
+            }
+        }
+        for t in tickets {
+            // A ticket already taken by a worker fails to claim here; that
+            // worker's `connected` will find the pool closed instead.
+            if let Some(owned) = self.slot_of(t.id).claim(t.id, t.word, Phase::Reserved) {
+                self.creating.fetch_sub(1, Ordering::SeqCst);
+                payloads.extend(self.release_slot(owned));
+            }
+        }
+        self.maint_cond.notify_all();
+        {
+            let _g = lock(&self.ready);
+            self.ready_cond.notify_all();
+        }
+        payloads
+    }
+
+    /// Change min_size and max_size. Idle connections above the new
+    /// max_size are returned for the caller to close; lent ones are closed
+    /// when they come back. On a refused size the pool is unchanged.
+    pub fn resize(&self, min_size: usize, max_size: usize) -> Result<Vec<T>, ConfigError> {
+        self.set_sizes(min_size, max_size)?;
+        let mut payloads = Vec::new();
+        while self.size.load(Ordering::SeqCst) > self.capacity() {
+            let Some((owned, _)) = self.take_any_idle() else {
+                break;
+            };
+            payloads.extend(self.release_slot(owned));
+        }
+        self.after_capacity_change();
+        Ok(payloads)
+    }
+
+    fn take_any_idle(&self) -> Option<(Owned<'_, T>, Nanos)> {
+        // Highest slots first: they are the least used (checkout scans from
+        // the lowest).
+        let ids: Vec<_> = self.slots.iter().map(|(id, _)| id).collect();
+        for id in ids.into_iter().rev() {
+            if let Some(owned) = self.slot_of(id).acquire(id, Phase::Idle, Phase::Retiring) {
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+                return Some((owned, self.now()));
+            }
+        }
+        None
+    }
+
+    /// Retire every connection opened so far: idle ones now (returned for
+    /// the caller to close, replacements queued), lent ones when they come
+    /// back.
+    pub fn drain(&self) -> Vec<T> {
+        self.drain_generation.fetch_add(1, Ordering::SeqCst);
+        let mut payloads = Vec::new();
+        let mut creates = Vec::new();
+        for (id, slot) in self.slots.iter() {
+            if let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) {
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+                let (p, t) = self.retire_split(owned, CloseReason::Drained);
+                payloads.extend(p);
+                creates.extend(t);
+            }
+        }
+        self.push_actions(creates.into_iter().map(Action::Create));
+        payloads
+    }
+
+    /// Lend every idle connection to the pool itself for a health check.
+    /// The caller returns each with `checkin` or `discard(FoundBroken)`.
+    /// Expired ones are retired on the way (their close is queued).
+    pub fn take_for_check<R>(&self, mut read: impl FnMut(&T) -> R) -> Vec<Lent<R>> {
+        let mut lent = Vec::new();
+        for (id, slot) in self.slots.iter() {
+            let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) else {
+                continue;
+            };
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            let now = self.now();
+            match self.retire_reason(&owned, now) {
+                Some(reason) => {
+                    let actions = self.retire(owned, reason);
+                    self.push_actions(actions);
+                }
+                None => lent.push(self.lend(owned, now, true, &mut read)),
+            }
+        }
+        self.after_capacity_change();
+        lent
+    }
+
+    /// Put a new connection in the slot reserved by `ticket`. `key`
+    /// identifies the payload on return (non-zero, unique while alive).
+    pub fn connected(&self, ticket: Ticket, payload: T, key: usize, took: Duration) -> Connected<T> {
+        let Some(mut owned) = self.claim_ticket(ticket) else {
+            return Connected::Refused(payload);
+        };
+        self.creating.fetch_sub(1, Ordering::SeqCst);
+        bump(&self.counters.connections_num, 1);
+        bump(&self.counters.connections_ns, saturating_nanos(took));
+        if !self.is_open() {
+            let _ = self.release_slot(owned);
+            return Connected::Refused(payload);
+        }
+        let now = self.now();
+        self.install(&mut owned, payload, key, now);
+        *lock(&self.last_connect_error) = None;
+        lock(&self.maint).expedite_retries(now);
+        self.maint_cond.notify_all();
+        if let Some(w) = self.make_available(owned, now) {
+            w.wake();
+        }
+        self.after_capacity_change();
+        Connected::Added
+    }
+
+    /// Null pool: the requesting thread opened the connection itself; lend
+    /// it straight to that thread.
+    pub fn connected_to_caller<R>(
+        &self,
+        ticket: Ticket,
+        payload: T,
+        key: usize,
+        took: Duration,
+        read: impl FnOnce(&T) -> R,
+    ) -> Result<Lent<R>, T> {
+        let Some(mut owned) = self.claim_ticket(ticket) else {
+            return Err(payload);
+        };
+        self.creating.fetch_sub(1, Ordering::SeqCst);
+        bump(&self.counters.connections_num, 1);
+        bump(&self.counters.connections_ns, saturating_nanos(took));
+        if !self.is_open() {
+            let _ = self.release_slot(owned);
+            return Err(payload);
+        }
+        let now = self.now();
+        self.install(&mut owned, payload, key, now);
+        Ok(self.lend(owned, now, false, read))
+    }
+
+    fn claim_ticket(&self, ticket: Ticket) -> Option<Owned<'_, T>> {
+        self.slots
+            .get(ticket.id)?
+            .claim(ticket.id, ticket.word, Phase::Reserved)
+    }
+
+    fn install(&self, owned: &mut Owned<'_, T>, payload: T, key: usize, now: Nanos) {
+        let lifetime = self.max_lifetime_ns.load(Ordering::Relaxed) as f64;
+        let jittered = self.jitter.scale(lifetime, -self.lifetime_jitter, 0.0);
+        let expires_at = if jittered >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            now.saturating_add(jittered as u64)
+        };
+        let generation = self.drain_generation.load(Ordering::SeqCst);
+        owned.with(|d| {
+            d.payload = Some(payload);
+            d.created_at = now;
+            d.drain_generation = generation;
+            d.uses = 0;
+            d.attempt = None;
+            d.internal_lease = false;
+        });
+        owned.slot().expires_at.store(expires_at, Ordering::SeqCst);
+        owned.slot().key.store(key, Ordering::SeqCst);
+    }
+
+    /// A connection attempt on `ticket` failed with `message` (already
+    /// free of secrets). Schedules the retry, or gives up after
+    /// reconnect_timeout.
+    pub fn connect_failed(&self, ticket: Ticket, message: String) -> ConnectFailed {
+        let Some(mut owned) = self.claim_ticket(ticket) else {
+            return ConnectFailed::Closed;
+        };
+        bump(&self.counters.connections_num, 1);
+        bump(&self.counters.connections_errors, 1);
+        *lock(&self.last_connect_error) = Some(message);
+        if !self.is_open() {
+            self.creating.fetch_sub(1, Ordering::SeqCst);
+            let _ = self.release_slot(owned);
+            return ConnectFailed::Closed;
+        }
+        let now = self.now();
+        let attempt = owned.read(|d| d.attempt);
+        let attempt = match attempt {
+            None => Backoff::start(now, self.reconnect_timeout(), &self.jitter),
+            Some(a) => a.next(now, &self.jitter),
+        };
+        if attempt.exhausted(now) {
+            self.creating.fetch_sub(1, Ordering::SeqCst);
+            let _ = self.release_slot(owned);
+            // Keep trying to reach min_size, with a fresh give-up period.
+            self.schedule(now.saturating_add(saturating_nanos(MAX_DELAY)), Timer::Refill);
+            return ConnectFailed::GaveUp;
+        }
+        owned.with(|d| d.attempt = Some(attempt));
+        let delay = attempt.delay();
+        let id = owned.id();
+        let retry = Ticket {
+            id,
+            word: owned.park(),
+        };
+        self.schedule(now.saturating_add(saturating_nanos(delay)), Timer::Retry(retry));
+        ConnectFailed::Retry(delay)
+    }
+
+    /// Null pool: the requesting thread failed to connect; give the
+    /// reserved capacity back.
+    pub fn connect_failed_caller(&self, ticket: Ticket, message: String) {
+        let Some(owned) = self.claim_ticket(ticket) else {
+            return;
+        };
+        self.creating.fetch_sub(1, Ordering::SeqCst);
+        bump(&self.counters.connections_num, 1);
+        bump(&self.counters.connections_errors, 1);
+        *lock(&self.last_connect_error) = Some(message);
+        let _ = self.release_slot(owned);
+    }
+
+    fn schedule(&self, due: Nanos, timer: Timer) {
+        let mut m = lock(&self.maint);
+        if m.stopping {
+            return;
+        }
+        if timer == Timer::IdleSweep {
+            if m.sweep_scheduled_at.is_some_and(|at| at <= due) {
+                return;
+            }
+            m.sweep_scheduled_at = Some(due);
+        }
+        m.schedule(due, timer);
+        drop(m);
+        self.maint_cond.notify_one();
+    }
+
+    /// The next piece of work for a worker, waiting up to `timeout`.
+    /// `None` when nothing came in time; `Stop` once the pool is closed and
+    /// its queue is empty. Call without holding anything the front end
+    /// needs elsewhere: this blocks.
+    pub fn next_action(&self, timeout: Duration) -> Option<Action<T>> {
+        let deadline = self.clock.deadline(timeout);
+        loop {
+            let now = self.now();
+            let due: Vec<Timer> = {
+                let mut m = lock(&self.maint);
+                std::iter::from_fn(|| m.pop_due(now)).collect()
+            };
+            for timer in due {
+                self.fire(timer, now);
+            }
+            let mut m = lock(&self.maint);
+            if let Some(action) = m.ready.pop_front() {
+                return Some(action);
+            }
+            if m.stopping {
+                // Let the other workers see it too.
+                self.maint_cond.notify_all();
+                return Some(Action::Stop);
+            }
+            let now = self.now();
+            if now >= deadline {
+                return None;
+            }
+            let until = m.next_due().map_or(deadline, |d| d.min(deadline));
+            if until <= now {
+                continue;
+            }
+            let wait = Duration::from_nanos(until - now);
+            #[cfg(not(loom))]
+            {
+                let _unused = self
+                    .maint_cond
+                    .wait_timeout(m, wait)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            #[cfg(loom)]
+            {
+                let _ = wait;
+                drop(m);
+                loom::thread::yield_now();
+            }
+        }
+    }
+
+    /// Run a due timer. Called without the maintenance lock held, so the
+    /// work may take the queue lock.
+    fn fire(&self, timer: Timer, now: Nanos) {
+        match timer {
+            Timer::Retry(ticket) => self.push_actions([Action::Create(ticket)]),
+            Timer::Refill => self.after_capacity_change(),
+            Timer::IdleSweep => {
+                lock(&self.maint).sweep_scheduled_at = None;
+                if self.is_open() {
+                    let next = self.sweep(now);
+                    self.schedule(next, Timer::IdleSweep);
+                }
+            }
+        }
+    }
+
+    /// Close idle connections above min_size unused for max_idle (oldest
+    /// first) and retire expired idle ones. Returns when to sweep next: the
+    /// moment the next idle connection would qualify.
+    fn sweep(&self, now: Nanos) -> Nanos {
+        let max_idle = self.max_idle_ns.load(Ordering::Relaxed);
+        let mut next = now.saturating_add(max_idle);
+        let mut idle: Vec<(Nanos, crate::slot::SlotId)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.phase() == Phase::Idle)
+            .map(|(id, s)| (s.last_returned.load(Ordering::SeqCst), id))
+            .collect();
+        idle.sort_unstable();
+        let mut actions = Vec::new();
+        let mut freed = false;
+        for (last_returned, id) in idle {
+            let slot = self.slot_of(id);
+            let expires_at = slot.expires_at.load(Ordering::SeqCst);
+            let surplus = self.size.load(Ordering::SeqCst) > self.min_size();
+            let idle_too_long = last_returned.saturating_add(max_idle) <= now;
+            if expires_at > now && !(surplus && idle_too_long) {
+                next = next.min(expires_at);
+                if surplus {
+                    next = next.min(last_returned.saturating_add(max_idle));
+                }
+                continue;
+            }
+            let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) else {
+                continue;
+            };
+            self.idle.fetch_sub(1, Ordering::SeqCst);
+            // Owned now: re-read, it may have been lent and returned since.
+            let last_returned = slot.last_returned.load(Ordering::SeqCst);
+            let reason = if slot.expires_at.load(Ordering::SeqCst) <= now {
+                CloseReason::Expired
+            } else if surplus && last_returned.saturating_add(max_idle) <= now {
+                CloseReason::Idle
+            } else {
+                // Used meanwhile: keep it.
+                if let Some(w) = self.make_available(owned, last_returned) {
+                    w.wake();
+                }
+                continue;
+            };
+            let (payload, replacement) = self.retire_split(owned, reason);
+            freed |= replacement.is_none();
+            actions.extend(payload.map(|p| Action::Close(p, reason)));
+            actions.extend(replacement.map(Action::Create));
+        }
+        self.push_actions(actions);
+        if freed {
+            self.after_capacity_change();
+        }
+        next.max(now.saturating_add(1_000_000))
+    }
+
+    /// Block until at least min_size connections are idle, the pool
+    /// closes, or `slice` passes. Returns whether the pool is ready.
+    pub fn wait_ready(&self, slice: Duration) -> bool {
+        let ready = || self.available() >= self.min_size() || !self.is_open();
+        if ready() {
+            return self.is_open();
+        }
+        self.ready_watchers.fetch_add(1, Ordering::SeqCst);
+        let guard = lock(&self.ready);
+        if !ready() {
+            #[cfg(not(loom))]
+            {
+                let _unused = self
+                    .ready_cond
+                    .wait_timeout(guard, slice)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            #[cfg(loom)]
+            {
+                let _ = slice;
+                drop(guard);
+            }
+        }
+        self.ready_watchers.fetch_sub(1, Ordering::SeqCst);
+        self.is_open() && self.available() >= self.min_size()
+    }
+}

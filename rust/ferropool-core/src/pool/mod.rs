@@ -1,0 +1,388 @@
+//! The pool: slots, the FIFO waiter queue, capacity and lifetime rules.
+//!
+//! Fast path: a checkout scans the slots for an `Idle` one and takes it with
+//! one compare-and-set; a return moves it back with one store. Neither takes
+//! a lock. The waiter queue has a mutex, entered only when there is nothing
+//! idle (or someone is already queued, so newcomers do not overtake them).
+//!
+//! The lost-wakeup race between "a borrower finds nothing and queues" and
+//! "a connection is returned and finds nobody queued" is closed Dekker
+//! style: the borrower increments `waiting` then scans again; the returner
+//! publishes `Idle` then reads `waiting` (all SeqCst). At least one of them
+//! sees the other; if the returner does, it re-runs the handoff under the
+//! queue lock (`rescue`).
+//!
+//! Capacity: `size` counts every slot that is `Reserved`, `Idle`, `InUse`,
+//! `Returning`, `Handoff` or `Retiring` on its way to a replacement, and a
+//! slot is only reserved after `size` was incremented below `capacity`, so
+//! idle + in use + being created never exceeds max_size.
+//!
+//! Lock order: `queue` before `maint`; `ready` is a leaf. Waiters are woken
+//! only after every lock is released.
+
+mod borrow;
+mod give_back;
+mod lifecycle;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::clock::{saturating_nanos, Clock, Nanos};
+use crate::config::{validate_sizes, Config, ConfigError};
+use crate::error::PoolError;
+use crate::jitter::Jitter;
+use crate::maintenance::{Action, MaintState, Ticket};
+use crate::slot::{Owned, Phase, SlotId};
+use crate::stats::{Counters, Stats};
+use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::table::SlotTable;
+use crate::waiter::Waiter;
+
+pub use borrow::{Begin, Lent, WaitTicket};
+pub use give_back::{Checkin, Loss};
+pub use lifecycle::{ConnectFailed, Connected};
+
+const NEW: usize = 0;
+const OPEN: usize = 1;
+const CLOSED: usize = 2;
+
+/// A connection pool core holding payloads of type `T` (connections).
+pub struct Pool<T> {
+    name: String,
+    clock: Clock,
+    jitter: Jitter,
+    slots: SlotTable<T>,
+    phase: AtomicUsize,
+    /// Idle + in use + being created (+ retiring towards a replacement).
+    size: AtomicUsize,
+    /// Slots `Idle`, or about to be (incremented before the store).
+    idle: AtomicUsize,
+    /// Slots `Reserved`: connections being opened or waiting to retry.
+    creating: AtomicUsize,
+    /// Requests in the waiter queue (equal to its length outside the lock).
+    waiting: AtomicUsize,
+    min_size: AtomicUsize,
+    max_size: AtomicUsize,
+    max_waiting: AtomicUsize,
+    max_lifetime_ns: AtomicU64,
+    max_idle_ns: AtomicU64,
+    reconnect_timeout_ns: AtomicU64,
+    max_uses: AtomicU64,
+    lifetime_jitter: f64,
+    grow_concurrency: usize,
+    null: bool,
+    drain_generation: AtomicU64,
+    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    maint: Mutex<MaintState<T>>,
+    maint_cond: Condvar,
+    /// Signalled when connections become available, for `wait_ready`.
+    ready: Mutex<()>,
+    ready_cond: Condvar,
+    ready_watchers: AtomicUsize,
+    counters: Counters,
+    last_connect_error: Mutex<Option<String>>,
+}
+
+impl<T: Send> std::fmt::Debug for Pool<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("stats", &self.stats(false))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send> Pool<T> {
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let clock = Clock::new();
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x5eed)
+            ^ (&clock as *const Clock as u64);
+        Ok(Self {
+            name: config.name.clone(),
+            clock,
+            jitter: Jitter::new(seed),
+            slots: SlotTable::new(),
+            phase: AtomicUsize::new(NEW),
+            size: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            creating: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            min_size: AtomicUsize::new(config.min_size),
+            max_size: AtomicUsize::new(config.capacity()),
+            max_waiting: AtomicUsize::new(config.max_waiting),
+            max_lifetime_ns: AtomicU64::new(saturating_nanos(config.max_lifetime)),
+            max_idle_ns: AtomicU64::new(saturating_nanos(config.max_idle)),
+            reconnect_timeout_ns: AtomicU64::new(saturating_nanos(config.reconnect_timeout)),
+            max_uses: AtomicU64::new(config.max_uses),
+            lifetime_jitter: config.lifetime_jitter,
+            grow_concurrency: config.grow_concurrency,
+            null: config.null,
+            drain_generation: AtomicU64::new(0),
+            queue: Mutex::new(VecDeque::new()),
+            maint: Mutex::new(MaintState::default()),
+            maint_cond: Condvar::new(),
+            ready: Mutex::new(()),
+            ready_cond: Condvar::new(),
+            ready_watchers: AtomicUsize::new(0),
+            counters: Counters::default(),
+            last_connect_error: Mutex::new(None),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.null
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) == OPEN
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) == CLOSED
+    }
+
+    /// True once `open()` was called, even if the pool is closed since.
+    pub fn was_opened(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) != NEW
+    }
+
+    pub fn min_size(&self) -> usize {
+        self.min_size.load(Ordering::SeqCst)
+    }
+
+    /// max_size as configured (0 means no bound, for null pools).
+    pub fn max_size(&self) -> usize {
+        let cap = self.max_size.load(Ordering::SeqCst);
+        if cap == crate::config::MAX_POOL_SIZE && self.null {
+            0
+        } else {
+            cap
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.max_size.load(Ordering::SeqCst)
+    }
+
+    pub fn max_waiting(&self) -> usize {
+        self.max_waiting.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_waiting(&self, n: usize) {
+        self.max_waiting.store(n, Ordering::Relaxed);
+    }
+
+    pub fn max_lifetime(&self) -> Duration {
+        Duration::from_nanos(self.max_lifetime_ns.load(Ordering::Relaxed))
+    }
+
+    /// Applies to connections opened from now on.
+    pub fn set_max_lifetime(&self, d: Duration) -> Result<(), ConfigError> {
+        if d.is_zero() {
+            return Err(ConfigError::new("max_lifetime", 0, "must be greater than 0"));
+        }
+        self.max_lifetime_ns
+            .store(saturating_nanos(d), Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn max_idle(&self) -> Duration {
+        Duration::from_nanos(self.max_idle_ns.load(Ordering::Relaxed))
+    }
+
+    pub fn set_max_idle(&self, d: Duration) -> Result<(), ConfigError> {
+        if d.is_zero() {
+            return Err(ConfigError::new("max_idle", 0, "must be greater than 0"));
+        }
+        self.max_idle_ns.store(saturating_nanos(d), Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn reconnect_timeout(&self) -> Duration {
+        Duration::from_nanos(self.reconnect_timeout_ns.load(Ordering::Relaxed))
+    }
+
+    pub fn set_reconnect_timeout(&self, d: Duration) {
+        self.reconnect_timeout_ns
+            .store(saturating_nanos(d), Ordering::Relaxed);
+    }
+
+    pub fn max_uses(&self) -> u64 {
+        self.max_uses.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_uses(&self, n: u64) {
+        self.max_uses.store(n, Ordering::Relaxed);
+    }
+
+    /// Counters and measures; with `reset`, counters restart from zero.
+    pub fn stats(&self, reset: bool) -> Stats {
+        let mut s = Stats::default();
+        self.counters.read_into(&mut s, reset);
+        s.pool_min = self.min_size() as u64;
+        s.pool_max = self.max_size() as u64;
+        s.pool_size = self.size.load(Ordering::SeqCst) as u64;
+        s.pool_available = self.available() as u64;
+        s.requests_waiting = self.waiting.load(Ordering::SeqCst) as u64;
+        s
+    }
+
+    /// Connections idle in the pool right now.
+    pub fn available(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.phase() == Phase::Idle)
+            .count()
+    }
+
+    /// Idle + in use + being created.
+    pub fn size(&self) -> usize {
+        self.size.load(Ordering::SeqCst)
+    }
+
+    /// Requests waiting in the queue.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// The last error met opening a connection, if any since the last
+    /// success.
+    pub fn last_connect_error(&self) -> Option<String> {
+        lock(&self.last_connect_error).clone()
+    }
+
+    /// Count of slots in each phase, for tests and diagnostics.
+    pub fn phase_counts(&self) -> [usize; 7] {
+        let mut counts = [0usize; 7];
+        for (_, s) in self.slots.iter() {
+            counts[s.phase() as usize] += 1;
+        }
+        counts
+    }
+
+    // ---- helpers shared by the submodules ----
+
+    fn check_open(&self) -> Result<(), PoolError> {
+        match self.phase.load(Ordering::SeqCst) {
+            OPEN => Ok(()),
+            NEW => Err(PoolError::NotOpen {
+                name: self.name.clone(),
+            }),
+            _ => Err(PoolError::Closed {
+                name: self.name.clone(),
+            }),
+        }
+    }
+
+    /// Take `size` for one more connection if below capacity.
+    fn take_capacity(&self) -> bool {
+        let cap = self.capacity();
+        self.size
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Reserve a slot for a new connection, counted in `size` and
+    /// `creating`. `None` when the pool is at capacity.
+    fn reserve(&self) -> Option<Ticket> {
+        if !self.take_capacity() {
+            return None;
+        }
+        self.creating.fetch_add(1, Ordering::SeqCst);
+        let mut owned = self.free_slot();
+        owned.with(|d| d.attempt = None);
+        let id = owned.id();
+        Some(Ticket {
+            id,
+            word: owned.park(),
+        })
+    }
+
+    /// A `Free` slot moved to `Reserved`; capacity is already taken.
+    fn free_slot(&self) -> Owned<'_, T> {
+        loop {
+            for (id, slot) in self.slots.iter() {
+                if let Some(o) = slot.acquire(id, Phase::Free, Phase::Reserved) {
+                    return o;
+                }
+            }
+            if let Some((id, slot)) = self.slots.extend() {
+                if let Some(o) = slot.acquire(id, Phase::Free, Phase::Reserved) {
+                    return o;
+                }
+            }
+            // Capacity was taken first, so a free slot exists (or the table
+            // can grow); another reserver got the one we saw. Try again.
+            std::hint::spin_loop();
+        }
+    }
+
+    fn slot_of(&self, id: SlotId) -> &crate::slot::Slot<T> {
+        self.slots
+            .get(id)
+            .expect("slot ids come from the table and are never removed")
+    }
+
+    /// Empty an owned slot and give its capacity back.
+    fn release_slot(&self, mut owned: Owned<'_, T>) -> Option<T> {
+        let payload = owned.with(|d| {
+            d.attempt = None;
+            d.payload.take()
+        });
+        owned.slot().key.store(0, Ordering::SeqCst);
+        owned.publish(Phase::Free);
+        self.size.fetch_sub(1, Ordering::SeqCst);
+        payload
+    }
+
+    fn push_actions(&self, actions: impl IntoIterator<Item = Action<T>>) {
+        let mut m = lock(&self.maint);
+        let mut n = 0;
+        for a in actions {
+            m.push(a);
+            n += 1;
+        }
+        drop(m);
+        for _ in 0..n {
+            self.maint_cond.notify_one();
+        }
+    }
+
+    fn notify_ready(&self) {
+        if self.ready_watchers.load(Ordering::SeqCst) > 0 {
+            let _g = lock(&self.ready);
+            self.ready_cond.notify_all();
+        }
+    }
+
+    /// Validate and apply new sizes; see `lifecycle::resize`.
+    fn set_sizes(&self, min_size: usize, max_size: usize) -> Result<(), ConfigError> {
+        validate_sizes(min_size, max_size, self.null)?;
+        let cap = if max_size == 0 {
+            crate::config::MAX_POOL_SIZE
+        } else {
+            max_size
+        };
+        self.min_size.store(min_size, Ordering::SeqCst);
+        self.max_size.store(cap, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn now(&self) -> Nanos {
+        self.clock.now()
+    }
+}
