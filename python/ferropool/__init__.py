@@ -1,0 +1,26 @@
+"""ferropool: a PostgreSQL connection pool with a lock-free Rust core.
+
+A drop-in for psycopg_pool: ``from ferropool import ConnectionPool``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import PoolClosed, PoolTimeout, TooManyRequests
+from .null_pool import NullConnectionPool
+from .pool import ConnectionPool
+
+try:
+    __version__ = version("ferropool")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "ConnectionPool",
+    "NullConnectionPool",
+    "PoolClosed",
+    "PoolTimeout",
+    "TooManyRequests",
+    "__version__",
+]

@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 if TYPE_CHECKING:
-    from typing import Self
+    from typing_extensions import Self
 
 __all__ = [
     "EmbeddedPostgres",
@@ -129,6 +129,8 @@ class EmbeddedPostgres:
 
     ``stop()`` keeps the data directory and port, so ``start()`` brings the
     same server back (outage tests); ``close()`` stops it and deletes it.
+    The directory is created by the first ``start()``: before it, ``data_dir``
+    and, with TLS, ``ca_file`` and ``dsn`` raise RuntimeError.
     """
 
     def __init__(
@@ -213,9 +215,7 @@ class EmbeddedPostgres:
         if self._tls:
             params["sslmode"] = "verify-full"
             params["sslrootcert"] = str(self._tls_dir / "ca.crt")
-        return " ".join(
-            f"{key}={_conninfo_quote(value)}" for key, value in params.items()
-        )
+        return " ".join(f"{key}={_conninfo_quote(value)}" for key, value in params.items())
 
     # -- installation --------------------------------------------------------
 
@@ -426,8 +426,7 @@ class EmbeddedPostgres:
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# ferropool.embedded\n")
             conf.writelines(
-                f"{name} = {_conf_quote(str(value))}\n"
-                for name, value in settings.items()
+                f"{name} = {_conf_quote(str(value))}\n" for name, value in settings.items()
             )
         # The socket directory is private, so local trust only lets in the
         # server user and root; TCP is limited to 127.0.0.1.
@@ -440,9 +439,7 @@ class EmbeddedPostgres:
         """Create a CA and a server certificate for 127.0.0.1 and localhost."""
         openssl = shutil.which("openssl")
         if openssl is None:
-            raise RuntimeError(
-                "tls=True needs the openssl command (apt-get install openssl)"
-            )
+            raise RuntimeError("tls=True needs the openssl command (apt-get install openssl)")
         tls = self._tls_dir
         config = tls / "openssl.cnf"
         # A config of our own, so that the system's openssl.cnf cannot add
@@ -530,9 +527,7 @@ class EmbeddedPostgres:
     def _as_server_user(self) -> _AsUser:
         if self._os_user is None:
             return _AsUser()
-        return _AsUser(
-            user=self._os_user.pw_uid, group=self._os_user.pw_gid, extra_groups=[]
-        )
+        return _AsUser(user=self._os_user.pw_uid, group=self._os_user.pw_gid, extra_groups=[])
 
     def _give_to_server_user(self, path: Path) -> None:
         if self._os_user is not None:
@@ -669,9 +664,7 @@ def _shared_copy(bindir: Path, version: int) -> Path:
     if not final.is_dir():
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
         try:
-            shutil.copytree(
-                install, partial / package.name / install.name, symlinks=True
-            )
+            shutil.copytree(install, partial / package.name / install.name, symlinks=True)
             if libs.is_dir():
                 shutil.copytree(libs, partial / libs.name, symlinks=True)
             partial.chmod(0o755)
@@ -694,11 +687,7 @@ def _cache_root() -> Path:
     info = root.lstat()
     # Root runs psql and pgbench from here: a directory someone else could
     # have planted or can write to is not to be trusted.
-    if (
-        not stat.S_ISDIR(info.st_mode)
-        or info.st_uid != os.geteuid()
-        or info.st_mode & 0o022
-    ):
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
         raise RuntimeError(
             f"{root} must be a directory owned by uid {os.geteuid()}, writable only by it"
         )

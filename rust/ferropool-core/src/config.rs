@@ -87,13 +87,16 @@ impl ConfigError {
 /// NaN and infinite values with a message naming the parameter.
 pub fn seconds(param: &'static str, value: f64) -> Result<Duration, ConfigError> {
     if !value.is_finite() {
-        return Err(ConfigError::new(param, value, "must be a finite number of seconds"));
+        return Err(ConfigError::new(
+            param,
+            value,
+            "must be a finite number of seconds",
+        ));
     }
     if value < 0.0 {
         return Err(ConfigError::new(param, value, "cannot be negative"));
     }
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| ConfigError::new(param, value, "is too large"))
+    Duration::try_from_secs_f64(value).map_err(|_| ConfigError::new(param, value, "is too large"))
 }
 
 /// Like [`seconds`] but also refusing zero.
@@ -135,10 +138,18 @@ impl Config {
             ));
         }
         if self.grow_concurrency == 0 {
-            return Err(ConfigError::new("grow_concurrency", 0, "must be at least 1"));
+            return Err(ConfigError::new(
+                "grow_concurrency",
+                0,
+                "must be at least 1",
+            ));
         }
         if self.max_waiting > MAX_POOL_SIZE * 64 {
-            return Err(ConfigError::new("max_waiting", self.max_waiting, "is too large"));
+            return Err(ConfigError::new(
+                "max_waiting",
+                self.max_waiting,
+                "is too large",
+            ));
         }
         Ok(())
     }
@@ -157,7 +168,11 @@ impl Config {
 /// psycopg_pool's size rules, with the offending values in the messages.
 pub fn validate_sizes(min_size: usize, max_size: usize, null: bool) -> Result<(), ConfigError> {
     if null && min_size != 0 {
-        return Err(ConfigError::new("min_size", min_size, "must be 0 for null pools"));
+        return Err(ConfigError::new(
+            "min_size",
+            min_size,
+            "must be 0 for null pools",
+        ));
     }
     if max_size > MAX_POOL_SIZE {
         return Err(ConfigError::new(
@@ -196,7 +211,10 @@ mod tests {
     fn errors_name_parameter_and_value() {
         let err = validate_sizes(5, 2, false).unwrap_err();
         assert_eq!(err.param, "max_size");
-        assert_eq!(err.to_string(), "max_size must be greater or equal than min_size (5), got 2");
+        assert_eq!(
+            err.to_string(),
+            "max_size must be greater or equal than min_size (5), got 2"
+        );
         let err = seconds("timeout", -1.5).unwrap_err();
         assert_eq!(err.to_string(), "timeout cannot be negative, got -1.5");
         assert!(seconds("timeout", f64::NAN).is_err());

@@ -51,14 +51,21 @@ impl fmt::Display for PoolError {
                 waited,
                 last_connect_error,
             } => {
-                write!(f, "couldn't get a connection after {:.2} sec", waited.as_secs_f64())?;
+                write!(
+                    f,
+                    "couldn't get a connection after {:.2} sec",
+                    waited.as_secs_f64()
+                )?;
                 if let Some(e) = last_connect_error {
                     write!(f, "; last connection error: {e}")?;
                 }
                 Ok(())
             }
             PoolError::TooManyRequests { name, waiting } => {
-                write!(f, "the pool '{name}' has already {waiting} requests waiting")
+                write!(
+                    f,
+                    "the pool '{name}' has already {waiting} requests waiting"
+                )
             }
             PoolError::NotLent { name, reason } => match reason {
                 NotLent::AlreadyReturned => write!(

@@ -249,7 +249,10 @@ mod tests {
         let w = a.park();
         assert!(slot.acquire(0, Phase::Free, Phase::Reserved).is_none());
         let b = slot.claim(0, w, Phase::Reserved).unwrap();
-        assert!(slot.claim(0, w, Phase::Reserved).is_none(), "stale word must not claim");
+        assert!(
+            slot.claim(0, w, Phase::Reserved).is_none(),
+            "stale word must not claim"
+        );
         b.publish(Phase::Idle);
         assert_eq!(slot.phase(), Phase::Idle);
     }

@@ -1,1 +1,23 @@
+//! `ferropool._core`: the PyO3 binding of ferropool-core.
+//!
+//! It converts arguments, releases the GIL to wait, and maps core errors
+//! one to one onto ferropool's Python exceptions. It holds no pool logic:
+//! every decision is the core's. Payloads are Python connection objects,
+//! identified on return by their address.
 
+mod errors;
+mod pool;
+mod wait;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<pool::Core>()?;
+    m.add_class::<pool::Ticket>()?;
+    m.add("ACTION_CREATE", pool::ACTION_CREATE)?;
+    m.add("ACTION_CLOSE", pool::ACTION_CLOSE)?;
+    m.add("ACTION_STOP", pool::ACTION_STOP)?;
+    m.add("MAX_POOL_SIZE", ferropool_core::config::MAX_POOL_SIZE)?;
+    Ok(())
+}

@@ -9,7 +9,7 @@ use crate::maintenance::{Action, CloseReason, Ticket};
 use crate::slot::{Owned, Phase, SlotId};
 use crate::stats::bump;
 use crate::sync::{lock, Arc, Ordering};
-use crate::waiter::{Outcome, WakeFn, Waiter};
+use crate::waiter::{Outcome, Waiter, WakeFn};
 
 /// A connection lent to a borrower: its slot and what the caller read from
 /// the payload while it owned the slot.
@@ -123,7 +123,7 @@ impl<T: Send> Pool<T> {
         on_wake: Option<WakeFn>,
         read: impl FnOnce(&T) -> R,
     ) -> Result<Begin<R>, PoolError> {
-        let now = self.now();
+        let now = self.clock.precise();
         let deadline = now.saturating_add(saturating_nanos(timeout));
         let mut queue = lock(&self.queue);
         self.check_open()?;
@@ -189,7 +189,7 @@ impl<T: Send> Pool<T> {
 
     /// Whether the ticket's deadline has passed.
     pub fn expired(&self, ticket: &WaitTicket) -> bool {
-        self.now() >= ticket.deadline
+        self.clock.precise() >= ticket.deadline
     }
 
     /// End a wait: take the granted connection, or give up (timeout). Safe
@@ -200,11 +200,11 @@ impl<T: Send> Pool<T> {
         read: impl FnOnce(&T) -> R,
     ) -> Result<Lent<R>, PoolError> {
         let outcome = ticket.waiter.resolve();
-        let now = self.now();
         bump(
             &self.counters.requests_wait_ns,
-            now.saturating_sub(ticket.queued_at),
+            self.clock.precise().saturating_sub(ticket.queued_at),
         );
+        let now = self.now();
         match outcome {
             Outcome::Granted { id, word } => {
                 let owned = self
@@ -252,10 +252,9 @@ impl<T: Send> Pool<T> {
             Outcome::Closed => {}
         }
         bump(&self.counters.requests_errors, 1);
-        let now = self.now();
         bump(
             &self.counters.requests_wait_ns,
-            now.saturating_sub(ticket.queued_at),
+            self.clock.precise().saturating_sub(ticket.queued_at),
         );
     }
 
@@ -291,4 +290,3 @@ impl<T: Send> Pool<T> {
         }
     }
 }
-

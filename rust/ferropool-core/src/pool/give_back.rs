@@ -133,7 +133,7 @@ impl<T: Send> Pool<T> {
     /// because the pool was full is either handed this connection or finds
     /// the capacity it frees.
     fn null_checkin(&self, mut owned: Owned<'_, T>, now: Nanos) -> Checkin<T> {
-        owned.slot().last_returned.store(now, Ordering::SeqCst);
+        owned.slot().last_returned.store(now, Ordering::Relaxed);
         let mut queue = lock(&self.queue);
         owned.advance(Phase::Handoff);
         while let Some(w) = queue.pop_front() {
@@ -153,7 +153,7 @@ impl<T: Send> Pool<T> {
     /// Give an owned, healthy connection to the oldest waiter, or make it
     /// idle. Returns the waiter to wake (outside every lock).
     pub(super) fn make_available(&self, owned: Owned<'_, T>, now: Nanos) -> Option<Arc<Waiter>> {
-        owned.slot().last_returned.store(now, Ordering::SeqCst);
+        owned.slot().last_returned.store(now, Ordering::Relaxed);
         let owned = if self.waiting.load(Ordering::SeqCst) > 0 {
             let mut queue = lock(&self.queue);
             match self.grant_oldest(&mut queue, owned) {

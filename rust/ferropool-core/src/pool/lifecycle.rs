@@ -48,7 +48,9 @@ impl<T: Send> Pool<T> {
                 let tickets = self.fill_to_min();
                 self.push_actions(tickets.into_iter().map(Action::Create));
                 if !self.null {
-                    let due = self.now().saturating_add(self.max_idle_ns.load(Ordering::Relaxed));
+                    let due = self
+                        .now()
+                        .saturating_add(self.max_idle_ns.load(Ordering::Relaxed));
                     self.schedule(due, Timer::IdleSweep);
                 }
                 Ok(())
@@ -187,7 +189,13 @@ impl<T: Send> Pool<T> {
 
     /// Put a new connection in the slot reserved by `ticket`. `key`
     /// identifies the payload on return (non-zero, unique while alive).
-    pub fn connected(&self, ticket: Ticket, payload: T, key: usize, took: Duration) -> Connected<T> {
+    pub fn connected(
+        &self,
+        ticket: Ticket,
+        payload: T,
+        key: usize,
+        took: Duration,
+    ) -> Connected<T> {
         let Some(mut owned) = self.claim_ticket(ticket) else {
             return Connected::Refused(payload);
         };
@@ -287,7 +295,10 @@ impl<T: Send> Pool<T> {
             self.creating.fetch_sub(1, Ordering::SeqCst);
             let _ = self.release_slot(owned);
             // Keep trying to reach min_size, with a fresh give-up period.
-            self.schedule(now.saturating_add(saturating_nanos(MAX_DELAY)), Timer::Refill);
+            self.schedule(
+                now.saturating_add(saturating_nanos(MAX_DELAY)),
+                Timer::Refill,
+            );
             return ConnectFailed::GaveUp;
         }
         owned.with(|d| d.attempt = Some(attempt));
@@ -297,7 +308,10 @@ impl<T: Send> Pool<T> {
             id,
             word: owned.park(),
         };
-        self.schedule(now.saturating_add(saturating_nanos(delay)), Timer::Retry(retry));
+        self.schedule(
+            now.saturating_add(saturating_nanos(delay)),
+            Timer::Retry(retry),
+        );
         ConnectFailed::Retry(delay)
     }
 
@@ -337,7 +351,7 @@ impl<T: Send> Pool<T> {
     pub fn next_action(&self, timeout: Duration) -> Option<Action<T>> {
         let deadline = self.clock.deadline(timeout);
         loop {
-            let now = self.now();
+            let now = self.clock.precise();
             let due: Vec<Timer> = {
                 let mut m = lock(&self.maint);
                 std::iter::from_fn(|| m.pop_due(now)).collect()
@@ -354,7 +368,7 @@ impl<T: Send> Pool<T> {
                 self.maint_cond.notify_all();
                 return Some(Action::Stop);
             }
-            let now = self.now();
+            let now = self.clock.precise();
             if now >= deadline {
                 return None;
             }

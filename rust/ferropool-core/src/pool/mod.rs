@@ -191,7 +191,11 @@ impl<T: Send> Pool<T> {
     /// Applies to connections opened from now on.
     pub fn set_max_lifetime(&self, d: Duration) -> Result<(), ConfigError> {
         if d.is_zero() {
-            return Err(ConfigError::new("max_lifetime", 0, "must be greater than 0"));
+            return Err(ConfigError::new(
+                "max_lifetime",
+                0,
+                "must be greater than 0",
+            ));
         }
         self.max_lifetime_ns
             .store(saturating_nanos(d), Ordering::Relaxed);
@@ -206,7 +210,8 @@ impl<T: Send> Pool<T> {
         if d.is_zero() {
             return Err(ConfigError::new("max_idle", 0, "must be greater than 0"));
         }
-        self.max_idle_ns.store(saturating_nanos(d), Ordering::Relaxed);
+        self.max_idle_ns
+            .store(saturating_nanos(d), Ordering::Relaxed);
         Ok(())
     }
 

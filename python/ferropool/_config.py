@@ -1,0 +1,89 @@
+"""Constructor and method argument checks shared by every pool class.
+
+Type errors are caught here (TypeError), value errors on sizes and lifetimes
+by the core (ValueError), and both name the parameter and the value, so a
+wrong argument is found from the message alone. Nothing here touches a
+pool: a refused call changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def integer(name: str, value: object, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({_type_name(value)})")
+    if value < minimum:
+        if minimum == 0:
+            raise ValueError(f"{name} cannot be negative, got {value}")
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def optional_integer(name: str, value: object, *, minimum: int = 0) -> int | None:
+    return None if value is None else integer(name, value, minimum=minimum)
+
+
+def seconds(name: str, value: object, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r} ({_type_name(value)})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds, got {value}")
+    if value < 0 or (positive and value == 0):
+        bound = "greater than 0" if positive else "at least 0"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def optional_seconds(name: str, value: object) -> float | None:
+    return None if value is None else seconds(name, value)
+
+
+def callback(name: str, value: object) -> Any:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable or None, got {value!r} ({_type_name(value)})")
+    return value
+
+
+def conninfo(value: object) -> str | Callable[..., Any]:
+    if not isinstance(value, str) and not callable(value):
+        raise TypeError(
+            f"conninfo must be a str or a callable returning one, got {_type_name(value)}"
+        )
+    return value
+
+
+def kwargs(value: object) -> Mapping[str, Any] | Callable[..., Any] | None:
+    if value is not None and not isinstance(value, Mapping) and not callable(value):
+        raise TypeError(
+            f"kwargs must be a dict, a callable returning one, or None, got {_type_name(value)}"
+        )
+    return value
+
+
+def connection_class(value: object) -> type[Any]:
+    if not isinstance(value, type) or not callable(getattr(value, "connect", None)):
+        raise TypeError(
+            f"connection_class must be a connection class with a connect() method, got {value!r}"
+        )
+    return value
+
+
+def name(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"name must be a str or None, got {value!r} ({_type_name(value)})")
+    return value
+
+
+def flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r} ({_type_name(value)})")
+    return value

@@ -1,0 +1,107 @@
+"""Worker threads that carry out the core's maintenance actions.
+
+The core decides (open a connection on this ticket, close that one); these
+threads do the driver work, with the GIL released while they wait for the
+next action. They hold the pool only through a weak reference, so a pool
+dropped without close() is still garbage-collected, and they must never let
+an exception escape: a dead worker would silently stop the pool refilling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+
+if TYPE_CHECKING:
+    from .pool import ConnectionPool
+
+logger = logging.getLogger("ferropool")
+
+# How long a worker waits for an action before looking whether its pool
+# still exists (a pool garbage-collected without close()).
+_IDLE_POLL = 5.0
+
+
+def close_quietly(conn: Any) -> None:
+    """Close a connection the pool no longer counts, logging any failure."""
+    try:
+        conn._pool = None
+        conn.close()
+    except Exception as ex:
+        logger.warning("error closing connection: %s", ex.__class__.__name__)
+
+
+class Workers:
+    """The pool's maintenance threads."""
+
+    def __init__(self, core: _core.Core, pool: ConnectionPool[Any], count: int) -> None:
+        self._core = core
+        self._pool_ref = weakref.ref(pool)
+        self._name = pool.name
+        self._count = count
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self._count):
+            t = threading.Thread(
+                target=_run,
+                args=(self._core, self._pool_ref),
+                name=f"{self._name}-worker-{i}",
+                daemon=True,
+            )
+            t.start()
+            self._threads.append(t)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the workers to finish after the core was closed."""
+        threads, self._threads = self._threads, []
+        me = threading.current_thread()
+        for t in threads:
+            if t is me:
+                continue
+            t.join(timeout)
+            if t.is_alive():
+                logger.warning(
+                    "couldn't stop thread %s in pool %r within %s seconds",
+                    t.name,
+                    self._name,
+                    timeout,
+                )
+
+
+def _run(core: _core.Core, pool_ref: weakref.ref[ConnectionPool[Any]]) -> None:
+    while True:
+        try:
+            action = core.next_action(_IDLE_POLL)
+        except BaseException as ex:  # interpreter shutting down
+            logger.debug("worker stopping: %s", ex.__class__.__name__)
+            return
+        if action is None:
+            if pool_ref() is None:
+                for conn in core.close():
+                    close_quietly(conn)
+            continue
+        kind, ticket, conn, reason = action
+        if kind == _core.ACTION_STOP:
+            return
+        try:
+            if kind == _core.ACTION_CLOSE:
+                logger.debug("closing %s connection in pool %r", reason, core.name)
+                close_quietly(conn)
+            elif kind == _core.ACTION_CREATE and ticket is not None:
+                pool = pool_ref()
+                if pool is None:
+                    core.connect_failed(ticket, "the pool was garbage-collected")
+                    for c in core.close():
+                        close_quietly(c)
+                else:
+                    pool._open_connection(ticket)
+                    del pool
+        except Exception as ex:
+            logger.warning(
+                "maintenance action failed in pool %r: %s", core.name, ex.__class__.__name__
+            )

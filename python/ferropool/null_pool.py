@@ -1,0 +1,138 @@
+"""NullConnectionPool: psycopg_pool's pool that keeps no idle connections.
+
+Every request gets a new connection, opened on the requesting thread, and
+it is closed when returned unless a queued request takes it over. max_size
+bounds how many exist at once (0: no bound), so the pool still throttles a
+burst; the core does the counting and the FIFO handoff as for a full pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from time import monotonic, sleep
+from typing import Any
+
+from . import _config, _core
+from ._compat import ConnectionTimeout
+from ._maintenance import close_quietly
+from .errors import PoolClosed, PoolTimeout
+from .pool import _DEFAULT_CONNECTION_CLASS, CT, ConnectionPool
+
+logger = logging.getLogger("ferropool")
+
+
+class NullConnectionPool(ConnectionPool[CT]):
+    """A pool that opens a connection per request: psycopg_pool's API."""
+
+    _null = True
+
+    def __init__(
+        self,
+        conninfo: str | Callable[[], str] = "",
+        *,
+        connection_class: type[CT] = _DEFAULT_CONNECTION_CLASS,
+        kwargs: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+        min_size: int = 0,
+        max_size: int | None = None,
+        open: bool | None = None,
+        configure: Callable[[CT], None] | None = None,
+        check: Callable[[CT], None] | None = None,
+        reset: Callable[[CT], None] | None = None,
+        name: str | None = None,
+        close_returns: bool = False,
+        timeout: float = 30.0,
+        max_waiting: int = 0,
+        max_lifetime: float = 60 * 60.0,
+        max_idle: float = 10 * 60.0,
+        reconnect_timeout: float = 5 * 60.0,
+        reconnect_failed: Callable[[ConnectionPool[Any]], None] | None = None,
+        num_workers: int = 3,
+    ) -> None:
+        # close_returns makes no sense without idle connections: psycopg_pool
+        # ignores it too.
+        super().__init__(
+            conninfo,
+            connection_class=connection_class,
+            kwargs=kwargs,
+            min_size=min_size,
+            max_size=max_size,
+            open=open,
+            configure=configure,
+            check=check,
+            reset=reset,
+            name=name,
+            close_returns=False,
+            timeout=timeout,
+            max_waiting=max_waiting,
+            max_lifetime=max_lifetime,
+            max_idle=max_idle,
+            reconnect_timeout=reconnect_timeout,
+            reconnect_failed=reconnect_failed,
+            num_workers=num_workers,
+        )
+
+    def _open(self) -> None:
+        # Nothing to open in the background: no workers.
+        if not self._core.is_open:
+            self._core.open()
+
+    def _take(self, deadline: float) -> Any:
+        got = self._core.wait(deadline - monotonic())
+        if not isinstance(got, _core.Ticket):
+            return got
+        # Spare capacity: this request opens its own connection.
+        t0 = monotonic()
+        try:
+            conn = self._connect(timeout=max(deadline - t0, 0.0) or None)
+        except ConnectionTimeout as ex:
+            self._core.connect_failed_caller(got, self._describe(ex))
+            raise PoolTimeout(self._describe(ex)) from None
+        except BaseException as ex:
+            self._core.connect_failed_caller(got, self._describe(ex))
+            raise
+        if not self._core.connected_to_caller(got, conn, monotonic() - t0):
+            close_quietly(conn)
+            raise PoolClosed(f"the pool {self.name!r} is already closed")
+        return conn
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Open (and close) one connection to prove the server is reachable.
+
+        Close the pool and raise PoolTimeout if that fails for *timeout*
+        seconds.
+        """
+        timeout = _config.seconds("timeout", timeout)
+        self._check_open_getconn()
+        deadline = monotonic() + timeout
+        delay = 0.05
+        last = ""
+        while True:
+            try:
+                conn = self._connect(timeout=max(deadline - monotonic(), 0.0) or None)
+            except Exception as ex:
+                last = self._describe(ex)
+                left = deadline - monotonic()
+                if left <= 0:
+                    self.close()
+                    raise PoolTimeout(
+                        f"pool initialization incomplete after {timeout} sec;"
+                        f" last connection error: {last}"
+                    ) from None
+                sleep(min(delay, left))
+                delay = min(delay * 2, 1.0)
+            else:
+                close_quietly(conn)
+                return
+
+    def resize(self, min_size: int, max_size: int | None = None) -> None:
+        """Change max_size; min_size must stay 0."""
+        min_size = _config.integer("min_size", min_size)
+        max_size = _config.optional_integer("max_size", max_size)
+        if max_size is None:
+            max_size = min_size
+        self._core.resize(min_size, max_size)
+        logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)
+
+    def check(self) -> None:
+        """Nothing to check: the pool keeps no connections."""

@@ -1,0 +1,587 @@
+"""ConnectionPool: psycopg_pool's synchronous pool on ferropool's Rust core.
+
+The hot path, ``getconn`` and ``putconn`` of a healthy idle connection, is
+one call into the core each way plus the ``conn._pool`` marker psycopg
+expects; everything else (waiting, checks, rollback, reset, closing) lives
+in slow-path methods. This module must never open a connection on the
+requesting thread (the workers do), hold a lock while running user code,
+log at INFO on the hot path, or put a password in a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from time import monotonic, sleep
+from types import TracebackType
+from typing import Any, Generic, cast
+
+from psycopg import Connection
+from psycopg import errors as e
+from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
+from typing_extensions import Self, TypeVar
+
+from . import _config, _core
+from ._compat import PSYCOPG_VERSION, PoolConnection
+from ._maintenance import Workers, close_quietly
+from ._secrets import scrub, secrets_of
+from .errors import PoolClosed, PoolTimeout
+
+CT = TypeVar("CT", bound="Connection[Any]", default="Connection[TupleRow]")
+
+# psycopg_pool's default connection class, typed for the generic parameter.
+_DEFAULT_CONNECTION_CLASS: Any = Connection
+
+logger = logging.getLogger("ferropool")
+
+_IDLE = TransactionStatus.IDLE
+_INTRANS = TransactionStatus.INTRANS
+_INERROR = TransactionStatus.INERROR
+_ACTIVE = TransactionStatus.ACTIVE
+_UNKNOWN = TransactionStatus.UNKNOWN
+
+# Backoff between failed `check` callbacks at checkout (psycopg_pool's
+# policy): start at 1 s +-10%, double, never past the request's deadline.
+_CHECK_BACKOFF_START = 1.0
+
+
+class ConnectionPool(Generic[CT]):
+    """A pool of psycopg connections, API-compatible with psycopg_pool's."""
+
+    _num_pool = 0
+    _null = False
+
+    def __init__(
+        self,
+        conninfo: str | Callable[[], str] = "",
+        *,
+        connection_class: type[CT] = _DEFAULT_CONNECTION_CLASS,
+        kwargs: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+        min_size: int = 4,
+        max_size: int | None = None,
+        open: bool | None = None,
+        configure: Callable[[CT], None] | None = None,
+        check: Callable[[CT], None] | None = None,
+        reset: Callable[[CT], None] | None = None,
+        name: str | None = None,
+        close_returns: bool = False,
+        timeout: float = 30.0,
+        max_waiting: int = 0,
+        max_lifetime: float = 60 * 60.0,
+        max_idle: float = 10 * 60.0,
+        reconnect_timeout: float = 5 * 60.0,
+        reconnect_failed: Callable[[ConnectionPool[Any]], None] | None = None,
+        num_workers: int = 3,
+    ) -> None:
+        self.conninfo = _config.conninfo(conninfo)
+        self.kwargs = _config.kwargs(kwargs)
+        self.connection_class = _config.connection_class(connection_class)
+        min_size = _config.integer("min_size", min_size)
+        max_size = _config.optional_integer("max_size", max_size)
+        self._configure = _config.callback("configure", configure)
+        self._check = _config.callback("check", check)
+        self._reset = _config.callback("reset", reset)
+        self._reconnect_failed = _config.callback("reconnect_failed", reconnect_failed)
+        name = _config.name(name)
+        self.close_returns = _config.flag("close_returns", close_returns)
+        self.timeout = _config.seconds("timeout", timeout)
+        max_waiting = _config.integer("max_waiting", max_waiting)
+        max_lifetime = _config.seconds("max_lifetime", max_lifetime, positive=True)
+        max_idle = _config.seconds("max_idle", max_idle, positive=True)
+        reconnect_timeout = _config.seconds("reconnect_timeout", reconnect_timeout)
+        self.num_workers = _config.integer("num_workers", num_workers, minimum=1)
+        if open is not None:
+            _config.flag("open", open)
+
+        if self.close_returns and PSYCOPG_VERSION < (3, 3):
+            if self.connection_class is not Connection:
+                raise TypeError(
+                    "close_returns=True with a custom connection_class requires psycopg >= 3.3"
+                )
+            self.connection_class = PoolConnection
+
+        if not name:
+            ConnectionPool._num_pool += 1
+            name = f"pool-{ConnectionPool._num_pool}"
+        self.name: str = name
+
+        if max_size is None:
+            max_size = min_size
+        self._core = _core.Core(
+            name=name,
+            min_size=min_size,
+            max_size=max_size,
+            max_waiting=max_waiting,
+            max_lifetime=max_lifetime,
+            max_idle=max_idle,
+            reconnect_timeout=reconnect_timeout,
+            null=self._null,
+        )
+        self._workers = Workers(self._core, self, self.num_workers)
+        self._open_lock = threading.Lock()
+        self._open_implicit = False
+        if open is None:
+            open = self._open_implicit = True
+        self._update_fast_path()
+        if open:
+            self._open()
+
+    def _update_fast_path(self) -> None:
+        # getconn takes its one-call path unless something must run first.
+        self._getconn_needs_slow_path = self._check is not None or self._open_implicit
+
+    def __repr__(self) -> str:
+        cls = self.__class__
+        return f"<{cls.__module__}.{cls.__name__} {self.name!r} at 0x{id(self):x}>"
+
+    def __del__(self) -> None:
+        core = getattr(self, "_core", None)
+        if core is None or not core.is_open:
+            return
+        for conn in core.close():
+            close_quietly(conn)
+
+    # ---- sizes and settings -------------------------------------------
+
+    @property
+    def min_size(self) -> int:
+        return self._core.min_size
+
+    @property
+    def max_size(self) -> int:
+        return self._core.max_size
+
+    @property
+    def closed(self) -> bool:
+        """True if the pool is closed (or not open yet)."""
+        return self._core.closed
+
+    @property
+    def max_waiting(self) -> int:
+        return self._core.max_waiting
+
+    @max_waiting.setter
+    def max_waiting(self, value: int) -> None:
+        self._core.max_waiting = _config.integer("max_waiting", value)
+
+    @property
+    def max_lifetime(self) -> float:
+        return self._core.max_lifetime
+
+    @max_lifetime.setter
+    def max_lifetime(self, value: float) -> None:
+        self._core.max_lifetime = _config.seconds("max_lifetime", value, positive=True)
+
+    @property
+    def max_idle(self) -> float:
+        return self._core.max_idle
+
+    @max_idle.setter
+    def max_idle(self, value: float) -> None:
+        self._core.max_idle = _config.seconds("max_idle", value, positive=True)
+
+    @property
+    def reconnect_timeout(self) -> float:
+        return self._core.reconnect_timeout
+
+    @reconnect_timeout.setter
+    def reconnect_timeout(self, value: float) -> None:
+        self._core.reconnect_timeout = _config.seconds("reconnect_timeout", value)
+
+    # ---- opening and closing ------------------------------------------
+
+    def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        """Open the pool: start the workers and fill it to min_size.
+
+        With *wait*, block until min_size connections are ready (see
+        `wait()`). Opening an open pool does nothing; a closed pool cannot be
+        reopened (PoolClosed).
+        """
+        _config.flag("wait", wait)
+        timeout = _config.seconds("timeout", timeout)
+        with self._open_lock:
+            self._open()
+        if wait:
+            self.wait(timeout=timeout)
+
+    def _open(self) -> None:
+        if self._core.is_open:
+            return
+        self._core.open()
+        self._workers.start()
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Wait until min_size connections are ready.
+
+        Close the pool and raise PoolTimeout if not ready within *timeout*
+        seconds; the message names the last connection error.
+        """
+        timeout = _config.seconds("timeout", timeout)
+        self._check_open_getconn()
+        logger.info("waiting for pool %r initialization", self.name)
+        if not self._core.wait_ready(timeout):
+            last = self._core.last_connect_error
+            self.close()
+            msg = f"pool initialization incomplete after {timeout} sec"
+            if last:
+                msg += f"; last connection error: {last}"
+            raise PoolTimeout(msg)
+        logger.info("pool %r is ready to use", self.name)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the pool and make it unavailable to new clients.
+
+        Waiting and future requests fail with PoolClosed. Connections in use
+        are closed when returned. Waits up to *timeout* seconds for the
+        workers to finish.
+        """
+        timeout = _config.seconds("timeout", timeout)
+        with self._open_lock:
+            if not self._core.is_open:
+                return
+            conns = self._core.close()
+        logger.debug("pool %r closed", self.name)
+        for conn in conns:
+            close_quietly(conn)
+        self._workers.join(timeout)
+
+    def __enter__(self) -> Self:
+        self._open_implicit = False
+        self._update_fast_path()
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open_getconn(self) -> None:
+        if self._core.closed:
+            if self._core.opened:
+                raise PoolClosed(f"the pool {self.name!r} is already closed")
+            raise PoolClosed(f"the pool {self.name!r} is not open yet")
+        if self._open_implicit:
+            self._open_implicit = False
+            self._update_fast_path()
+            warnings.warn(
+                f"the default for the {type(self).__name__} 'open' parameter will"
+                " become 'False' in a future release. Please use open={True|False}"
+                " explicitly, or use the pool as context manager using:"
+                f" `with {type(self).__name__}(...) as pool: ...`",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+
+    # ---- borrowing ------------------------------------------------------
+
+    def connection(self, timeout: float | None = None) -> _ConnectionContext[CT]:
+        """Context manager lending a connection for the duration of a block.
+
+        Waits up to *timeout* (or `self.timeout`) seconds, raising
+        PoolTimeout. On exit the transaction is committed, or rolled back if
+        the block raised, and the connection goes back to the pool (replaced
+        if it is broken).
+        """
+        return _ConnectionContext(self, timeout)
+
+    def getconn(self, timeout: float | None = None) -> CT:
+        """Borrow a connection; give it back with `putconn()`.
+
+        Prefer `connection()`. Waits up to *timeout* (or `self.timeout`)
+        seconds, raising PoolTimeout.
+        """
+        conn: CT | None = self._core.checkout()
+        if conn is None or self._getconn_needs_slow_path:
+            return self._getconn_slow(conn, timeout)
+        conn._pool = self  # type: ignore[assignment]
+        return conn
+
+    def _getconn_slow(self, conn: Any, timeout: float | None) -> CT:
+        if self._open_implicit:
+            self._check_open_getconn()
+        timeout = self.timeout if timeout is None else _config.seconds("timeout", timeout)
+        deadline = monotonic() + timeout
+        backoff = 0.0
+        while True:
+            if conn is None:
+                try:
+                    conn = self._take(deadline)
+                except PoolTimeout:
+                    if backoff:
+                        raise PoolTimeout(
+                            f"couldn't get a connection after {timeout:.2f} sec"
+                        ) from None
+                    raise
+            if self._check is None or self._passes_check(conn):
+                conn._pool = self
+                return cast("CT", conn)
+            conn = None
+            # A failing check usually means the server is in trouble: pace
+            # the retries rather than spin through the pool.
+            left = deadline - monotonic()
+            backoff = backoff * 2 if backoff else _CHECK_BACKOFF_START
+            if left <= 0:
+                raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
+            sleep(min(backoff, left))
+
+    def _take(self, deadline: float) -> Any:
+        """Wait for a connection in the core's FIFO queue."""
+        return self._core.wait(deadline - monotonic())
+
+    def _passes_check(self, conn: Any) -> bool:
+        try:
+            assert self._check is not None
+            self._check(conn)
+        except Exception as ex:
+            logger.info("connection failed check: %s", ex.__class__.__name__)
+            self._core.discard(conn, returned=False)
+            close_quietly(conn)
+            return False
+        except BaseException:
+            # Cancelled or interrupted: don't lose the connection.
+            self._core.checkin(conn)
+            raise
+        return True
+
+    def putconn(self, conn: CT) -> None:
+        """Give back a connection borrowed with `getconn()`."""
+        try:
+            lender = conn._pool
+        except AttributeError:
+            lender = None
+        if lender is not self:  # type: ignore[comparison-overlap]
+            self._refuse(conn, lender)
+        conn._pool = None
+        if conn.pgconn.transaction_status == _IDLE and self._reset is None:
+            reason = self._core.checkin(conn)
+            if reason is not None:
+                self._close_retired(conn, reason)
+            return
+        self._putconn_slow(conn)
+
+    def _refuse(self, conn: Any, lender: Any) -> None:
+        if lender is None:
+            where = "it doesn't come from any pool (or was already returned)"
+        else:
+            where = f"it comes from pool {getattr(lender, 'name', '?')!r}"
+        raise ValueError(f"can't return connection to pool {self.name!r}, {where}")
+
+    def _putconn_slow(self, conn: Any) -> None:
+        """Return a connection that needs work first: rollback, reset, close."""
+        status = conn.pgconn.transaction_status
+        if status in (_INTRANS, _INERROR):
+            logger.warning("rolling back returned connection in pool %r", self.name)
+            try:
+                conn.rollback()
+            except Exception as ex:
+                logger.warning("rollback failed: %s; discarding connection", ex.__class__.__name__)
+                conn.close()
+        elif status == _ACTIVE:
+            # Returned in the middle of an operation: it cannot be reused.
+            logger.warning("closing connection returned during an operation")
+            conn.close()
+        if conn.pgconn.transaction_status == _UNKNOWN:
+            self._core.discard(conn, returned=True)
+            close_quietly(conn)
+            return
+        if self._reset is not None and not self._reset_ok(conn):
+            self._core.discard(conn, returned=True)
+            close_quietly(conn)
+            return
+        reason = self._core.checkin(conn)
+        if reason is not None:
+            self._close_retired(conn, reason)
+
+    def _reset_ok(self, conn: Any) -> bool:
+        assert self._reset is not None
+        try:
+            self._reset(conn)
+            status = conn.pgconn.transaction_status
+            if status != _IDLE:
+                raise e.ProgrammingError(
+                    f"connection left in status {TransactionStatus(status).name}"
+                    f" by reset function {self._reset}: discarded"
+                )
+        except Exception as ex:
+            logger.warning("error resetting connection: %s", ex)
+            return False
+        return True
+
+    def _close_retired(self, conn: Any, reason: str) -> None:
+        logger.debug("closing %s connection in pool %r", reason, self.name)
+        close_quietly(conn)
+
+    # ---- maintenance ----------------------------------------------------
+
+    def resize(self, min_size: int, max_size: int | None = None) -> None:
+        """Change the size of the pool during runtime."""
+        min_size = _config.integer("min_size", min_size)
+        max_size = _config.optional_integer("max_size", max_size)
+        if max_size is None:
+            max_size = min_size
+        for conn in self._core.resize(min_size, max_size):
+            close_quietly(conn)
+        logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)
+
+    def check(self) -> None:
+        """Check every idle connection now; replace those that fail."""
+        self._check_open_getconn()
+        for conn in self._core.take_for_check():
+            try:
+                self.check_connection(conn)
+            except Exception:
+                logger.warning("discarding broken connection in pool %r", self.name)
+                self._core.discard(conn, returned=False)
+                close_quietly(conn)
+            else:
+                reason = self._core.checkin(conn)
+                if reason is not None:
+                    self._close_retired(conn, reason)
+
+    def drain(self) -> None:
+        """Replace every connection: idle ones now, lent ones when returned."""
+        for conn in self._core.drain():
+            close_quietly(conn)
+
+    @staticmethod
+    def check_connection(conn: CT) -> None:
+        """Raise if *conn* doesn't answer an empty query; usable as `check`."""
+        if conn.autocommit:
+            conn.execute("")
+        else:
+            conn.autocommit = True
+            try:
+                conn.execute("")
+            finally:
+                with suppress(Exception):
+                    conn.autocommit = False
+
+    def reconnect_failed(self) -> None:
+        """Called when connection attempts failed for reconnect_timeout."""
+        if self._reconnect_failed is not None:
+            self._reconnect_failed(self)
+
+    def get_stats(self) -> dict[str, int]:
+        """Current counters and measures, with psycopg_pool's keys."""
+        return self._core.stats()
+
+    def pop_stats(self) -> dict[str, int]:
+        """Like `get_stats()`, then reset the counters to zero."""
+        return self._core.stats(reset=True)
+
+    # ---- connecting (worker threads) ------------------------------------
+
+    def _open_connection(self, ticket: _core.Ticket) -> None:
+        """Open a connection on *ticket* and hand it to the core."""
+        t0 = monotonic()
+        try:
+            conn = self._connect()
+        except Exception as ex:
+            message = self._describe(ex)
+            logger.warning("error connecting in %r: %s", self.name, message)
+            outcome, _ = self._core.connect_failed(ticket, message)
+            if outcome == "gave_up":
+                logger.warning(
+                    "reconnection attempt in pool %r failed after %s sec",
+                    self.name,
+                    self.reconnect_timeout,
+                )
+                try:
+                    self.reconnect_failed()
+                except Exception as ex2:
+                    logger.warning("reconnect_failed callback failed: %s", self._describe(ex2))
+            return
+        if not self._core.connected(ticket, conn, monotonic() - t0):
+            close_quietly(conn)
+
+    def _connect(self, timeout: float | None = None) -> CT:
+        """A new connection, configured, not yet lent."""
+        conninfo = self.conninfo() if callable(self.conninfo) else self.conninfo
+        kwargs = self._resolve_kwargs()
+        if timeout:
+            kwargs["connect_timeout"] = max(round(timeout), 1)
+        conn = cast("CT", self.connection_class.connect(conninfo or "", **kwargs))
+        # Marked as pooled while configure runs, so `with conn:` inside it
+        # does not close the connection.
+        conn._pool = self  # type: ignore[assignment]
+        try:
+            if self._configure is not None:
+                self._configure(conn)
+                status = conn.pgconn.transaction_status
+                if status != _IDLE:
+                    raise e.ProgrammingError(
+                        f"connection left in status {TransactionStatus(status).name}"
+                        f" by configure function {self._configure}: discarded"
+                    )
+        except BaseException:
+            close_quietly(conn)
+            raise
+        # Present but None: psycopg then knows the connection is pooled and
+        # does not warn about it being open at exit.
+        conn._pool = None
+        return conn
+
+    def _resolve_kwargs(self) -> dict[str, Any]:
+        kwargs = self.kwargs() if callable(self.kwargs) else self.kwargs
+        return dict(kwargs) if kwargs else {}
+
+    def _secrets(self) -> list[str]:
+        conninfo = self.conninfo if isinstance(self.conninfo, str) else ""
+        kwargs = self.kwargs if isinstance(self.kwargs, Mapping) else None
+        return secrets_of(conninfo, kwargs)
+
+    def _describe(self, ex: BaseException) -> str:
+        """An exception as a message safe to log and raise."""
+        text = str(ex).strip() or ex.__class__.__name__
+        return scrub(text, self._secrets())
+
+
+class _ConnectionContext(Generic[CT]):
+    """What `pool.connection()` returns: a connection lent for a block.
+
+    A small class rather than a generator-based context manager: it is on
+    the hot path, and a generator costs about a microsecond per block.
+    """
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: ConnectionPool[CT], timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: CT | None = None
+
+    def __enter__(self) -> CT:
+        self._conn = conn = self._pool.getconn(self._timeout)
+        return conn
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        try:
+            status = conn.pgconn.transaction_status
+            if status != _IDLE and status != _UNKNOWN:
+                # The `with conn:` semantics: commit on success, roll back on
+                # error without hiding the error.
+                if exc_type is None:
+                    conn.commit()
+                else:
+                    try:
+                        conn.rollback()
+                    except Exception as ex:
+                        logger.warning("error ignored in rollback: %s", ex.__class__.__name__)
+        finally:
+            self._pool.putconn(conn)

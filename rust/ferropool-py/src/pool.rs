@@ -1,0 +1,395 @@
+//! The `Core` class: one ferropool-core pool holding Python connections.
+
+use std::time::Duration;
+
+use ferropool_core::config::{positive_seconds, seconds};
+use ferropool_core::{Action, Begin, Checkin, Config, ConnectFailed, Connected, Loss, Pool};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::errors::{config_to_py, to_py};
+use crate::wait;
+
+pub const ACTION_CREATE: u8 = 1;
+pub const ACTION_CLOSE: u8 = 2;
+pub const ACTION_STOP: u8 = 3;
+
+type Conn = Py<PyAny>;
+
+/// A claim on a reserved slot: open a connection and report it back.
+#[pyclass(frozen, module = "ferropool._core", name = "Ticket")]
+pub struct Ticket {
+    inner: ferropool_core::Ticket,
+}
+
+#[pymethods]
+impl Ticket {
+    fn __repr__(&self) -> String {
+        format!("<Ticket slot={}>", self.inner.id)
+    }
+}
+
+/// One pool's core. Payloads are connection objects; a returned connection
+/// is found by its address, so nothing is stored on the object.
+#[pyclass(frozen, module = "ferropool._core", name = "Core")]
+pub struct Core {
+    pool: Pool<Conn>,
+}
+
+fn size_arg(param: &'static str, value: i64) -> PyResult<usize> {
+    usize::try_from(value)
+        .map_err(|_| PyValueError::new_err(format!("{param} cannot be negative, got {value}")))
+}
+
+#[inline]
+fn key(conn: &Bound<'_, PyAny>) -> usize {
+    conn.as_ptr() as usize
+}
+
+/// Actions a worker carries out: (kind, ticket, connection, reason).
+type ActionTuple = (u8, Option<Py<Ticket>>, Option<Conn>, Option<&'static str>);
+
+#[pymethods]
+impl Core {
+    #[new]
+    #[pyo3(signature = (
+        *, name, min_size, max_size, max_waiting = 0, max_lifetime = 3600.0,
+        max_idle = 600.0, reconnect_timeout = 300.0, null = false, max_uses = 0,
+        grow_concurrency = 1, lifetime_jitter = 0.05
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: String,
+        min_size: i64,
+        max_size: i64,
+        max_waiting: i64,
+        max_lifetime: f64,
+        max_idle: f64,
+        reconnect_timeout: f64,
+        null: bool,
+        max_uses: i64,
+        grow_concurrency: i64,
+        lifetime_jitter: f64,
+    ) -> PyResult<Self> {
+        let config = Config {
+            name,
+            min_size: size_arg("min_size", min_size)?,
+            max_size: size_arg("max_size", max_size)?,
+            max_waiting: size_arg("max_waiting", max_waiting)?,
+            max_lifetime: positive_seconds("max_lifetime", max_lifetime).map_err(config_to_py)?,
+            lifetime_jitter,
+            max_idle: positive_seconds("max_idle", max_idle).map_err(config_to_py)?,
+            reconnect_timeout: seconds("reconnect_timeout", reconnect_timeout)
+                .map_err(config_to_py)?,
+            max_uses: size_arg("max_uses", max_uses)? as u64,
+            grow_concurrency: size_arg("grow_concurrency", grow_concurrency)?,
+            null,
+        };
+        let pool = Pool::new(config).map_err(config_to_py)?;
+        Ok(Self { pool })
+    }
+
+    /// Start accepting requests; min_size connections are queued for the
+    /// workers to open.
+    fn open(&self, py: Python<'_>) -> PyResult<()> {
+        self.pool.open().map_err(|e| to_py(py, e))
+    }
+
+    /// Fast path: an idle connection, or None if the request must wait.
+    #[inline]
+    fn checkout(&self, py: Python<'_>) -> PyResult<Option<Conn>> {
+        match self.pool.checkout(|c| c.clone_ref(py)) {
+            Ok(lent) => Ok(lent.map(|l| l.value)),
+            Err(e) => Err(to_py(py, e)),
+        }
+    }
+
+    /// Slow path: wait up to `timeout` seconds in FIFO order, with the GIL
+    /// released. Returns a connection, or a Ticket (null pools with spare
+    /// capacity: open the connection yourself).
+    fn wait(&self, py: Python<'_>, timeout: f64) -> PyResult<Py<PyAny>> {
+        if timeout.is_nan() {
+            return Err(PyValueError::new_err("timeout must be a number, got nan"));
+        }
+        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        let begin = self
+            .pool
+            .begin_wait(timeout, None, |c| c.clone_ref(py))
+            .map_err(|e| to_py(py, e))?;
+        let ticket = match begin {
+            Begin::Ready(lent) => return Ok(lent.value),
+            Begin::Connect(t) => return Ok(Py::new(py, Ticket { inner: t })?.into_any()),
+            Begin::Wait(ticket) => ticket,
+        };
+        let slice = wait::slice(py)?;
+        loop {
+            let resolved = py.detach(|| self.pool.park(&ticket, slice));
+            if resolved || self.pool.expired(&ticket) {
+                break;
+            }
+            if let Err(e) = py.check_signals() {
+                self.pool.cancel_wait(ticket);
+                return Err(e);
+            }
+        }
+        self.pool
+            .finish_wait(ticket, |c| c.clone_ref(py))
+            .map(|l| l.value)
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// Give back a lent connection. None if kept (idle or handed to a
+    /// waiter); otherwise the reason it must be closed by the caller.
+    #[inline]
+    fn checkin(&self, py: Python<'_>, conn: &Bound<'_, PyAny>) -> PyResult<Option<&'static str>> {
+        let ptr = conn.as_ptr();
+        match self.pool.checkin(key(conn), |p| p.as_ptr() == ptr) {
+            Ok(Checkin::Kept) => Ok(None),
+            Ok(Checkin::Close(_, reason)) => Ok(Some(reason.as_str())),
+            Err(e) => Err(to_py(py, e)),
+        }
+    }
+
+    /// Give back a broken connection (the caller closes it). `returned`:
+    /// broken by its borrower (returns_bad) rather than found broken by the
+    /// pool (connections_lost).
+    fn discard(&self, py: Python<'_>, conn: &Bound<'_, PyAny>, returned: bool) -> PyResult<()> {
+        let ptr = conn.as_ptr();
+        let loss = if returned {
+            Loss::ReturnedBroken
+        } else {
+            Loss::FoundBroken
+        };
+        self.pool
+            .discard(key(conn), |p| p.as_ptr() == ptr, loss)
+            .map(drop)
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// The next maintenance action, waiting up to `timeout` seconds with
+    /// the GIL released; None on timeout.
+    fn next_action(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<ActionTuple>> {
+        let timeout = seconds("timeout", timeout).map_err(config_to_py)?;
+        let action = py.detach(|| self.pool.next_action(timeout));
+        Ok(match action {
+            None => None,
+            Some(Action::Create(t)) => Some((
+                ACTION_CREATE,
+                Some(Py::new(py, Ticket { inner: t })?),
+                None,
+                None,
+            )),
+            Some(Action::Close(conn, reason)) => {
+                Some((ACTION_CLOSE, None, Some(conn), Some(reason.as_str())))
+            }
+            Some(Action::Stop) => Some((ACTION_STOP, None, None, None)),
+        })
+    }
+
+    /// Report a connection opened on `ticket`. False if the pool no longer
+    /// wants it (closed): the caller closes it.
+    fn connected(&self, ticket: &Ticket, conn: &Bound<'_, PyAny>, took: f64) -> bool {
+        let took = Duration::try_from_secs_f64(took.max(0.0)).unwrap_or_default();
+        matches!(
+            self.pool
+                .connected(ticket.inner, conn.clone().unbind(), key(conn), took),
+            Connected::Added
+        )
+    }
+
+    /// Report a failed attempt on `ticket`. Returns ("retry", delay),
+    /// ("gave_up", 0.0) after reconnect_timeout, or ("closed", 0.0).
+    fn connect_failed(&self, ticket: &Ticket, message: String) -> (&'static str, f64) {
+        match self.pool.connect_failed(ticket.inner, message) {
+            ConnectFailed::Retry(d) => ("retry", wait::seconds(d)),
+            ConnectFailed::GaveUp => ("gave_up", 0.0),
+            ConnectFailed::Closed => ("closed", 0.0),
+        }
+    }
+
+    /// Null pools: the caller opened `conn` on its ticket; lend it to the
+    /// caller. False if the pool closed meanwhile (the caller closes it).
+    fn connected_to_caller(&self, ticket: &Ticket, conn: &Bound<'_, PyAny>, took: f64) -> bool {
+        let took = Duration::try_from_secs_f64(took.max(0.0)).unwrap_or_default();
+        self.pool
+            .connected_to_caller(ticket.inner, conn.clone().unbind(), key(conn), took, |_| ())
+            .is_ok()
+    }
+
+    /// Null pools: the caller failed to connect on its ticket.
+    fn connect_failed_caller(&self, ticket: &Ticket, message: String) {
+        self.pool.connect_failed_caller(ticket.inner, message);
+    }
+
+    /// Close the pool; returns the idle connections for the caller to close.
+    fn close(&self) -> Vec<Conn> {
+        self.pool.close()
+    }
+
+    /// Retire every connection opened so far; returns the idle ones to close.
+    fn drain(&self) -> Vec<Conn> {
+        self.pool.drain()
+    }
+
+    /// Change the sizes; returns idle connections above max_size to close.
+    fn resize(&self, min_size: i64, max_size: i64) -> PyResult<Vec<Conn>> {
+        let min_size = size_arg("min_size", min_size)?;
+        let max_size = size_arg("max_size", max_size)?;
+        self.pool.resize(min_size, max_size).map_err(config_to_py)
+    }
+
+    /// Lend every idle connection to the pool itself for a health check;
+    /// return each with checkin() or discard(conn, returned=False).
+    fn take_for_check(&self, py: Python<'_>) -> Vec<Conn> {
+        self.pool
+            .take_for_check(|c| c.clone_ref(py))
+            .into_iter()
+            .map(|l| l.value)
+            .collect()
+    }
+
+    /// Wait until min_size connections are idle (True), or the pool closed
+    /// or `timeout` passed (False).
+    fn wait_ready(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let timeout = seconds("timeout", timeout).map_err(config_to_py)?;
+        let deadline = self.pool.clock().deadline(timeout);
+        let slice = wait::slice(py)?;
+        loop {
+            let left = self.pool.clock().until(deadline);
+            let ready = py.detach(|| self.pool.wait_ready(slice.min(left)));
+            if ready {
+                return Ok(true);
+            }
+            if !self.pool.is_open() || left.is_zero() {
+                return Ok(false);
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// Counters and measures with psycopg_pool's keys; `reset` zeroes the
+    /// counters after reading them.
+    #[pyo3(signature = (reset = false))]
+    fn stats<'py>(&self, py: Python<'py>, reset: bool) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.pool.stats(reset).entries() {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        self.pool.name()
+    }
+
+    #[getter]
+    fn min_size(&self) -> usize {
+        self.pool.min_size()
+    }
+
+    #[getter]
+    fn max_size(&self) -> usize {
+        self.pool.max_size()
+    }
+
+    /// Idle + in use + being opened.
+    #[getter]
+    fn size(&self) -> usize {
+        self.pool.size()
+    }
+
+    /// Idle connections.
+    #[getter]
+    fn available(&self) -> usize {
+        self.pool.available()
+    }
+
+    /// Requests waiting for a connection.
+    #[getter]
+    fn waiting(&self) -> usize {
+        self.pool.waiting()
+    }
+
+    #[getter]
+    fn is_open(&self) -> bool {
+        self.pool.is_open()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        !self.pool.is_open()
+    }
+
+    #[getter]
+    fn opened(&self) -> bool {
+        self.pool.was_opened()
+    }
+
+    #[getter]
+    fn get_max_waiting(&self) -> usize {
+        self.pool.max_waiting()
+    }
+
+    #[setter]
+    fn set_max_waiting(&self, value: i64) -> PyResult<()> {
+        self.pool.set_max_waiting(size_arg("max_waiting", value)?);
+        Ok(())
+    }
+
+    #[getter]
+    fn get_max_lifetime(&self) -> f64 {
+        self.pool.max_lifetime().as_secs_f64()
+    }
+
+    #[setter]
+    fn set_max_lifetime(&self, value: f64) -> PyResult<()> {
+        let d = positive_seconds("max_lifetime", value).map_err(config_to_py)?;
+        self.pool.set_max_lifetime(d).map_err(config_to_py)
+    }
+
+    #[getter]
+    fn get_max_idle(&self) -> f64 {
+        self.pool.max_idle().as_secs_f64()
+    }
+
+    #[setter]
+    fn set_max_idle(&self, value: f64) -> PyResult<()> {
+        let d = positive_seconds("max_idle", value).map_err(config_to_py)?;
+        self.pool.set_max_idle(d).map_err(config_to_py)
+    }
+
+    #[getter]
+    fn get_reconnect_timeout(&self) -> f64 {
+        self.pool.reconnect_timeout().as_secs_f64()
+    }
+
+    #[setter]
+    fn set_reconnect_timeout(&self, value: f64) -> PyResult<()> {
+        let d = seconds("reconnect_timeout", value).map_err(config_to_py)?;
+        self.pool.set_reconnect_timeout(d);
+        Ok(())
+    }
+
+    #[getter]
+    fn get_max_uses(&self) -> u64 {
+        self.pool.max_uses()
+    }
+
+    #[setter]
+    fn set_max_uses(&self, value: i64) -> PyResult<()> {
+        self.pool.set_max_uses(size_arg("max_uses", value)? as u64);
+        Ok(())
+    }
+
+    /// The last error met opening a connection since the last success.
+    #[getter]
+    fn last_connect_error(&self) -> Option<String> {
+        self.pool.last_connect_error()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<ferropool._core.Core {:?}>", self.pool.name())
+    }
+}
