@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,3 +41,32 @@ def pg_server() -> Iterator[PgServer]:
 @pytest.fixture(scope="session")
 def dsn(pg_server: PgServer) -> str:
     return pg_server.dsn
+
+
+@pytest.fixture
+def app_name(request: pytest.FixtureRequest) -> str:
+    """An application_name unique to the test, to count its server connections.
+
+    Pools built with ``kwargs={"application_name": app_name}`` can then be
+    observed from pg_stat_activity, as a DBA would.
+    """
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
+    return f"ferropool-test-{digest}"
+
+
+@pytest.fixture
+def stoppable_server(pg_server: PgServer) -> Iterator[EmbeddedPostgres]:
+    """A server the test may stop and start: the session's own, or a private one.
+
+    An external server (FERROPOOL_TEST_DSN) must not be stopped, so outage
+    tests get a throwaway server of their own there. Either way the server
+    is running again when the test ends.
+    """
+    if pg_server.embedded is not None:
+        try:
+            yield pg_server.embedded
+        finally:
+            pg_server.embedded.start()
+        return
+    with EmbeddedPostgres() as server:
+        yield server

@@ -129,7 +129,11 @@ impl Core {
                 break;
             }
             if let Err(e) = py.check_signals() {
-                self.pool.cancel_wait(ticket);
+                // Interrupted: a connection granted meanwhile goes back to
+                // the pool; if the pool closed meanwhile, close it here.
+                if let Some(conn) = self.pool.cancel_wait(ticket) {
+                    let _ignored = conn.call_method0(py, "close");
+                }
                 return Err(e);
             }
         }
@@ -199,12 +203,14 @@ impl Core {
     }
 
     /// Report a failed attempt on `ticket`. Returns ("retry", delay),
-    /// ("gave_up", 0.0) after reconnect_timeout, or ("closed", 0.0).
+    /// ("gave_up", 0.0) after reconnect_timeout, ("closed", 0.0), or
+    /// ("not_needed", 0.0) after a resize down.
     fn connect_failed(&self, ticket: &Ticket, message: String) -> (&'static str, f64) {
         match self.pool.connect_failed(ticket.inner, message) {
             ConnectFailed::Retry(d) => ("retry", wait::seconds(d)),
             ConnectFailed::GaveUp => ("gave_up", 0.0),
             ConnectFailed::Closed => ("closed", 0.0),
+            ConnectFailed::NotNeeded => ("not_needed", 0.0),
         }
     }
 

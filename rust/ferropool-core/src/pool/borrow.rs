@@ -234,8 +234,11 @@ impl<T: Send> Pool<T> {
 
     /// Abandon a wait that the caller no longer wants (cancelled task,
     /// KeyboardInterrupt). A connection granted in the meantime goes back
-    /// to the pool, never lost with the caller.
-    pub fn cancel_wait(&self, ticket: WaitTicket) {
+    /// to the pool, never lost with the caller; if the pool closed
+    /// meanwhile it is returned for the caller to close.
+    #[must_use = "a payload returned here must be closed"]
+    pub fn cancel_wait(&self, ticket: WaitTicket) -> Option<T> {
+        let mut to_close = None;
         match ticket.waiter.resolve() {
             Outcome::Granted { id, word } => {
                 let owned = self
@@ -243,10 +246,14 @@ impl<T: Send> Pool<T> {
                     .claim(id, word, Phase::Returning)
                     .expect("a granted slot waits in Handoff for its waiter");
                 let now = self.now();
-                let wake = self.make_available(owned, now);
-                if let Some(w) = wake {
-                    w.wake();
-                }
+                to_close = match self.retire_reason(&owned, now) {
+                    Some(reason) => {
+                        let actions = self.retire(owned, reason);
+                        self.push_actions(actions);
+                        None
+                    }
+                    None => self.make_available(owned, now).finish(),
+                };
             }
             Outcome::Abandoned => self.leave_queue(&ticket.waiter),
             Outcome::Closed => {}
@@ -256,6 +263,7 @@ impl<T: Send> Pool<T> {
             &self.counters.requests_wait_ns,
             self.clock.precise().saturating_sub(ticket.queued_at),
         );
+        to_close
     }
 
     fn leave_queue(&self, waiter: &Arc<Waiter>) {

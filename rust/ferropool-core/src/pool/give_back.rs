@@ -20,6 +20,31 @@ pub enum Checkin<T> {
     Close(T, CloseReason),
 }
 
+/// Where a healthy connection went when it became available.
+#[must_use = "a waiter must be woken, a refused payload closed"]
+pub(super) enum Available<T> {
+    /// Idle in the pool.
+    Idle,
+    /// Granted to this waiter, who must be woken (outside every lock).
+    Granted(Arc<Waiter>),
+    /// The pool closed meanwhile: the caller closes this payload.
+    Refused(Option<T>),
+}
+
+impl<T> Available<T> {
+    /// Wake the waiter if there is one; return a payload to close if any.
+    pub(super) fn finish(self) -> Option<T> {
+        match self {
+            Available::Idle => None,
+            Available::Granted(w) => {
+                w.wake();
+                None
+            }
+            Available::Refused(p) => p,
+        }
+    }
+}
+
 /// How a connection that is discarded was found broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loss {
@@ -56,10 +81,10 @@ impl<T: Send> Pool<T> {
         if self.null {
             return Ok(self.null_checkin(owned, now));
         }
-        if let Some(w) = self.make_available(owned, now) {
-            w.wake();
+        match self.make_available(owned, now).finish() {
+            None => Ok(Checkin::Kept),
+            Some(p) => Ok(Checkin::Close(p, CloseReason::PoolClosed)),
         }
-        Ok(Checkin::Kept)
     }
 
     /// Take back a broken connection; the caller closes the returned
@@ -151,20 +176,33 @@ impl<T: Send> Pool<T> {
     }
 
     /// Give an owned, healthy connection to the oldest waiter, or make it
-    /// idle. Returns the waiter to wake (outside every lock).
-    pub(super) fn make_available(&self, owned: Owned<'_, T>, now: Nanos) -> Option<Arc<Waiter>> {
+    /// idle; the caller wakes the waiter (outside every lock) with
+    /// [`Available::finish`].
+    pub(super) fn make_available(&self, owned: Owned<'_, T>, now: Nanos) -> Available<T> {
         owned.slot().last_returned.store(now, Ordering::Relaxed);
         let owned = if self.waiting.load(Ordering::SeqCst) > 0 {
             let mut queue = lock(&self.queue);
             match self.grant_oldest(&mut queue, owned) {
-                Ok(w) => return Some(w),
+                Ok(w) => return Available::Granted(w),
                 Err(o) => o,
             }
         } else {
             owned
         };
+        let id = owned.id();
+        let slot = owned.slot();
         self.idle.fetch_add(1, Ordering::SeqCst);
         owned.publish(Phase::Idle);
+        // `close()` sets the phase, then takes every idle slot; we published
+        // `Idle`, then read the phase (SeqCst both): if close's scan may
+        // have missed this slot, take it back ourselves.
+        if self.is_closed() {
+            if let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) {
+                self.idle.fetch_sub(1, Ordering::SeqCst);
+                return Available::Refused(self.release_slot(owned));
+            }
+            return Available::Idle;
+        }
         self.notify_ready();
         // Dekker half: a request may have queued between our read of
         // `waiting` and the publish; it will not see this slot unless we
@@ -172,7 +210,7 @@ impl<T: Send> Pool<T> {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.rescue();
         }
-        None
+        Available::Idle
     }
 
     /// Grant an owned slot to the oldest waiter still waiting. `Err` gives

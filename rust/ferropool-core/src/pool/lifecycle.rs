@@ -34,6 +34,8 @@ pub enum ConnectFailed {
     GaveUp,
     /// The pool closed; nothing more will be tried.
     Closed,
+    /// The pool was resized below what was reserved: no retry needed.
+    NotNeeded,
 }
 
 impl<T: Send> Pool<T> {
@@ -202,7 +204,9 @@ impl<T: Send> Pool<T> {
         self.creating.fetch_sub(1, Ordering::SeqCst);
         bump(&self.counters.connections_num, 1);
         bump(&self.counters.connections_ns, saturating_nanos(took));
-        if !self.is_open() {
+        // Not wanted if the pool closed, or shrank below what was reserved
+        // (a resize down while this connection was being opened).
+        if !self.is_open() || self.size.load(Ordering::SeqCst) > self.capacity() {
             let _ = self.release_slot(owned);
             return Connected::Refused(payload);
         }
@@ -211,8 +215,8 @@ impl<T: Send> Pool<T> {
         *lock(&self.last_connect_error) = None;
         lock(&self.maint).expedite_retries(now);
         self.maint_cond.notify_all();
-        if let Some(w) = self.make_available(owned, now) {
-            w.wake();
+        if let Some(p) = self.make_available(owned, now).finish() {
+            return Connected::Refused(p);
         }
         self.after_capacity_change();
         Connected::Added
@@ -284,6 +288,12 @@ impl<T: Send> Pool<T> {
             self.creating.fetch_sub(1, Ordering::SeqCst);
             let _ = self.release_slot(owned);
             return ConnectFailed::Closed;
+        }
+        if self.size.load(Ordering::SeqCst) > self.capacity() {
+            // Resized down meanwhile: this attempt is no longer needed.
+            self.creating.fetch_sub(1, Ordering::SeqCst);
+            let _ = self.release_slot(owned);
+            return ConnectFailed::NotNeeded;
         }
         let now = self.now();
         let attempt = owned.read(|d| d.attempt);
@@ -448,9 +458,11 @@ impl<T: Send> Pool<T> {
                 CloseReason::Idle
             } else {
                 // Used meanwhile: keep it.
-                if let Some(w) = self.make_available(owned, last_returned) {
-                    w.wake();
-                }
+                actions.extend(
+                    self.make_available(owned, last_returned)
+                        .finish()
+                        .map(|p| Action::Close(p, CloseReason::PoolClosed)),
+                );
                 continue;
             };
             let (payload, replacement) = self.retire_split(owned, reason);

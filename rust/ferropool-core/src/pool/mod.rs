@@ -268,6 +268,15 @@ impl<T: Send> Pool<T> {
         lock(&self.last_connect_error).clone()
     }
 
+    /// Connections retired and queued for a worker to close.
+    pub fn queued_closes(&self) -> usize {
+        lock(&self.maint)
+            .ready
+            .iter()
+            .filter(|a| matches!(a, Action::Close(..)))
+            .count()
+    }
+
     /// Count of slots in each phase, for tests and diagnostics.
     pub fn phase_counts(&self) -> [usize; 7] {
         let mut counts = [0usize; 7];

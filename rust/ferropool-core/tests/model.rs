@@ -1,0 +1,248 @@
+//! Property test: random sequences of pool operations against a model of
+//! what must hold after every step.
+//!
+//! The model tracks which payloads the test holds, which waits are pending
+//! and which payloads were handed back for closing. After each operation:
+//! - no payload is held twice, and nothing closed is held;
+//! - every payload ever opened is in exactly one place: held, idle, granted
+//!   to a waiter, or closed (nothing lost, nothing counted twice);
+//! - idle + in use + being created == size, and size stays within max_size
+//!   except for connections lent or being opened before a resize down;
+//! - no slot is left in a transient phase, and the stats agree.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::config;
+use ferropool_core::{Action, Begin, Checkin, Connected, Loss, Pool, WaitTicket};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Borrow,
+    FinishWait(usize),
+    CancelWait(usize),
+    Return(usize),
+    Discard(usize),
+    Work { fail: bool },
+    Drain,
+    Resize { min: usize, max: usize },
+    Check,
+    Close,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => Just(Op::Borrow),
+        2 => any::<usize>().prop_map(Op::FinishWait),
+        1 => any::<usize>().prop_map(Op::CancelWait),
+        6 => any::<usize>().prop_map(Op::Return),
+        1 => any::<usize>().prop_map(Op::Discard),
+        5 => any::<bool>().prop_map(|f| Op::Work { fail: f && rand_fail(f) }),
+        1 => Just(Op::Drain),
+        1 => (0usize..4, 1usize..6).prop_map(|(min, max)| Op::Resize { min, max: max.max(min) }),
+        1 => Just(Op::Check),
+        1 => Just(Op::Close),
+    ]
+}
+
+// Connection failures are rarer than successes.
+fn rand_fail(f: bool) -> bool {
+    f
+}
+
+struct Model {
+    pool: Pool<u64>,
+    held: Vec<u64>,
+    waits: Vec<WaitTicket>,
+    closed: HashSet<u64>,
+    opened: u64,
+    resized_down: bool,
+    checkouts: u64,
+}
+
+impl Model {
+    fn new(min: usize, max: usize) -> Self {
+        let mut cfg = config(min, max);
+        cfg.grow_concurrency = 2;
+        cfg.reconnect_timeout = Duration::from_secs(3600);
+        let pool = Pool::new(cfg).unwrap();
+        pool.open().unwrap();
+        Self {
+            pool,
+            held: Vec::new(),
+            waits: Vec::new(),
+            closed: HashSet::new(),
+            opened: 0,
+            resized_down: false,
+            checkouts: 0,
+        }
+    }
+
+    fn close_all(&mut self, payloads: Vec<u64>) {
+        for p in payloads {
+            assert!(self.closed.insert(p), "{p} closed twice");
+        }
+    }
+
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Borrow => {
+                if let Ok(r) = self.pool.checkout(|c| *c) {
+                    self.checkouts += 1;
+                    match r {
+                        Some(l) => self.held.push(l.value),
+                        None => match self.pool.begin_wait(Duration::from_secs(60), None, |c| *c) {
+                            Ok(Begin::Ready(l)) => self.held.push(l.value),
+                            Ok(Begin::Wait(t)) => self.waits.push(t),
+                            Ok(Begin::Connect(_)) => unreachable!("not a null pool"),
+                            Err(_) => {}
+                        },
+                    }
+                }
+            }
+            Op::FinishWait(i) if !self.waits.is_empty() => {
+                let t = self.waits.remove(i % self.waits.len());
+                if let Ok(l) = self.pool.finish_wait(t, |c| *c) {
+                    self.held.push(l.value);
+                }
+            }
+            Op::CancelWait(i) if !self.waits.is_empty() => {
+                let t = self.waits.remove(i % self.waits.len());
+                let p = self.pool.cancel_wait(t);
+                self.close_all(p.into_iter().collect());
+            }
+            Op::Return(i) if !self.held.is_empty() => {
+                let c = self.held.remove(i % self.held.len());
+                match self.pool.checkin(c as usize, |x| *x == c).unwrap() {
+                    Checkin::Kept => {}
+                    Checkin::Close(p, _) => self.close_all(vec![p]),
+                }
+            }
+            Op::Discard(i) if !self.held.is_empty() => {
+                let c = self.held.remove(i % self.held.len());
+                let p = self
+                    .pool
+                    .discard(c as usize, |x| *x == c, Loss::ReturnedBroken)
+                    .unwrap();
+                self.close_all(p.into_iter().collect());
+            }
+            Op::Work { fail } => match self.pool.next_action(Duration::ZERO) {
+                Some(Action::Create(t)) if fail => {
+                    let _ = self.pool.connect_failed(t, "refused".into());
+                }
+                Some(Action::Create(t)) => {
+                    self.opened += 1;
+                    let p = self.opened;
+                    if let Connected::Refused(p) =
+                        self.pool.connected(t, p, p as usize, Duration::ZERO)
+                    {
+                        self.close_all(vec![p]);
+                    }
+                }
+                Some(Action::Close(p, _)) => self.close_all(vec![p]),
+                Some(Action::Stop) | None => {}
+            },
+            Op::Drain => {
+                let p = self.pool.drain();
+                self.close_all(p);
+            }
+            Op::Resize { min, max } => {
+                if max < self.pool.max_size() {
+                    self.resized_down = true;
+                }
+                let p = self.pool.resize(min, max).unwrap();
+                self.close_all(p);
+            }
+            Op::Check => {
+                let lent = self.pool.take_for_check(|c| *c);
+                for l in lent {
+                    match self
+                        .pool
+                        .checkin(l.value as usize, |x| *x == l.value)
+                        .unwrap()
+                    {
+                        Checkin::Kept => {}
+                        Checkin::Close(p, _) => self.close_all(vec![p]),
+                    }
+                }
+            }
+            Op::Close => {
+                let p = self.pool.close();
+                self.close_all(p);
+            }
+            _ => {}
+        }
+    }
+
+    fn check(&self) {
+        let held: HashSet<u64> = self.held.iter().copied().collect();
+        assert_eq!(held.len(), self.held.len(), "a payload is held twice");
+        assert!(held.is_disjoint(&self.closed), "a closed payload is held");
+
+        // [Free, Reserved, Idle, InUse, Returning, Handoff, Retiring]
+        let phases = self.pool.phase_counts();
+        assert_eq!(
+            phases[4] + phases[6],
+            0,
+            "transient phase left behind: {phases:?}"
+        );
+        let (reserved, idle, in_use, handoff) = (phases[1], phases[2], phases[3], phases[5]);
+        assert_eq!(in_use, self.held.len(), "lent slots vs held payloads");
+        let granted = self
+            .waits
+            .iter()
+            .filter(|t| t.waiter().is_resolved())
+            .count();
+        assert!(handoff <= granted, "handoff slots without a granted waiter");
+
+        let size = self.pool.size();
+        assert_eq!(size, reserved + idle + in_use + handoff, "size accounting");
+        let max = self.pool.max_size();
+        if !self.resized_down {
+            assert!(size <= max, "size {size} above max_size {max}");
+        } else {
+            assert!(
+                size <= max || size - max <= in_use + handoff + reserved,
+                "size {size} above max_size {max} beyond lent/opening"
+            );
+        }
+
+        // Conservation: every payload opened is somewhere, exactly once.
+        let in_pool = (idle + in_use + handoff + self.pool.queued_closes()) as u64;
+        assert_eq!(
+            self.opened,
+            in_pool + self.closed.len() as u64,
+            "payload lost or double-counted"
+        );
+
+        let s = self.pool.stats(false);
+        assert_eq!(s.pool_available as usize, idle);
+        let pending = self.waits.len() - granted;
+        if self.pool.is_open() {
+            assert_eq!(s.requests_waiting as usize, pending, "queue length");
+        }
+        assert_eq!(s.requests_num, self.checkouts);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_after_every_step(
+        min in 0usize..3,
+        extra in 0usize..3,
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let max = (min + extra).max(1);
+        let mut m = Model::new(min, max);
+        m.check();
+        for op in ops {
+            m.apply(op);
+            m.check();
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The core's observable behaviour, one concern per test.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{config, filled, Driver};
+use ferropool_core::{
+    Action, Begin, Checkin, CloseReason, ConnectFailed, Loss, NotLent, Pool, PoolError,
+};
+
+#[test]
+fn opening_fills_to_min_size_and_nothing_more() {
+    let (pool, _) = filled(3, 5);
+    let s = pool.stats(false);
+    assert_eq!(
+        (s.pool_size, s.pool_available, s.connections_num),
+        (3, 3, 3)
+    );
+}
+
+#[test]
+fn a_pool_not_open_or_closed_refuses_requests() {
+    let pool: Pool<u64> = Pool::new(config(1, 1)).unwrap();
+    assert!(matches!(
+        pool.checkout(|c| *c),
+        Err(PoolError::NotOpen { .. })
+    ));
+    assert!(
+        pool.close().is_empty(),
+        "closing a never-opened pool is a no-op"
+    );
+    pool.open().unwrap();
+    let closed = pool.close();
+    assert!(closed.is_empty(), "nothing was opened yet");
+    assert!(matches!(
+        pool.checkout(|c| *c),
+        Err(PoolError::Closed { .. })
+    ));
+    assert!(matches!(pool.open(), Err(PoolError::CannotReopen { .. })));
+}
+
+#[test]
+fn checkout_lends_each_connection_once() {
+    let (pool, _) = filled(2, 2);
+    let a = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let b = pool.checkout(|c| *c).unwrap().unwrap().value;
+    assert_ne!(a, b);
+    assert!(
+        pool.checkout(|c| *c).unwrap().is_none(),
+        "nothing idle is left"
+    );
+    assert_eq!(
+        pool.checkin(a as usize, |c| *c == a).unwrap(),
+        Checkin::Kept
+    );
+    assert_eq!(pool.checkout(|c| *c).unwrap().unwrap().value, a);
+}
+
+#[test]
+fn returning_twice_or_a_stranger_is_refused_and_changes_nothing() {
+    let (pool, _) = filled(1, 1);
+    let a = pool.checkout(|c| *c).unwrap().unwrap().value;
+    pool.checkin(a as usize, |c| *c == a).unwrap();
+    let before = pool.stats(false);
+    let again = pool.checkin(a as usize, |c| *c == a).unwrap_err();
+    assert!(matches!(
+        again,
+        PoolError::NotLent {
+            reason: NotLent::AlreadyReturned,
+            ..
+        }
+    ));
+    let stranger = pool.checkin(999, |_| true).unwrap_err();
+    assert!(matches!(
+        stranger,
+        PoolError::NotLent {
+            reason: NotLent::Unknown,
+            ..
+        }
+    ));
+    // Same key, different object: refused too.
+    let b = pool.checkout(|c| *c).unwrap().unwrap().value;
+    assert!(pool.checkin(b as usize, |_| false).is_err());
+    assert!(pool.checkin(b as usize, |c| *c == b).is_ok());
+    assert_eq!(pool.stats(false).pool_available, before.pool_available);
+}
+
+#[test]
+fn waiters_are_served_in_fifo_order() {
+    let (pool, _) = filled(1, 1);
+    let held = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let mut tickets = Vec::new();
+    for _ in 0..3 {
+        match pool
+            .begin_wait(Duration::from_secs(10), None, |c| *c)
+            .unwrap()
+        {
+            Begin::Wait(t) => tickets.push(t),
+            other => panic!("expected to wait, got {other:?}"),
+        }
+    }
+    assert_eq!(pool.waiting(), 3);
+    let mut order = Vec::new();
+    let mut current = held;
+    for (i, t) in tickets.into_iter().enumerate() {
+        pool.checkin(current as usize, |c| *c == current).unwrap();
+        assert!(t.waiter().is_resolved(), "waiter {i} was granted on return");
+        current = pool.finish_wait(t, |c| *c).unwrap().value;
+        order.push(i);
+    }
+    assert_eq!(order, vec![0, 1, 2]);
+    assert_eq!(pool.stats(false).requests_queued, 3);
+}
+
+#[test]
+fn newcomers_queue_behind_waiters() {
+    let (pool, _) = filled(1, 1);
+    let held = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let Begin::Wait(t) = pool
+        .begin_wait(Duration::from_secs(10), None, |c| *c)
+        .unwrap()
+    else {
+        panic!("expected to wait");
+    };
+    pool.checkin(held as usize, |c| *c == held).unwrap();
+    // The connection went to the waiter, not to the fast path.
+    assert!(pool.checkout(|c| *c).unwrap().is_none());
+    assert_eq!(pool.finish_wait(t, |c| *c).unwrap().value, held);
+}
+
+#[test]
+fn a_waiter_that_gave_up_never_swallows_a_connection() {
+    let (pool, _) = filled(1, 1);
+    let held = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let Begin::Wait(t) = pool.begin_wait(Duration::ZERO, None, |c| *c).unwrap() else {
+        panic!("expected to wait");
+    };
+    let err = pool.finish_wait(t, |c| *c).unwrap_err();
+    assert!(matches!(err, PoolError::Timeout { .. }));
+    assert_eq!(pool.waiting(), 0);
+    pool.checkin(held as usize, |c| *c == held).unwrap();
+    let s = pool.stats(false);
+    assert_eq!((s.pool_available, s.requests_errors), (1, 1));
+}
+
+#[test]
+fn a_cancelled_wait_gives_a_granted_connection_back() {
+    let (pool, _) = filled(1, 1);
+    let held = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let Begin::Wait(t) = pool
+        .begin_wait(Duration::from_secs(10), None, |c| *c)
+        .unwrap()
+    else {
+        panic!("expected to wait");
+    };
+    pool.checkin(held as usize, |c| *c == held).unwrap();
+    assert!(t.waiter().is_resolved());
+    assert_eq!(
+        pool.cancel_wait(t),
+        None,
+        "nothing to close: the pool is open"
+    );
+    assert_eq!(pool.available(), 1, "the granted connection is back");
+}
+
+#[test]
+fn waiting_grows_the_pool_up_to_max_size() {
+    let (pool, mut d) = filled(0, 2);
+    let mut tickets = Vec::new();
+    for _ in 0..3 {
+        assert!(pool.checkout(|c| *c).unwrap().is_none());
+        if let Begin::Wait(t) = pool
+            .begin_wait(Duration::from_secs(10), None, |c| *c)
+            .unwrap()
+        {
+            tickets.push(t);
+        }
+        d.run(&pool);
+    }
+    assert_eq!(pool.size(), 2, "never above max_size");
+    let served = tickets.iter().filter(|t| t.waiter().is_resolved()).count();
+    assert_eq!(served, 2);
+}
+
+#[test]
+fn an_expired_connection_is_never_lent() {
+    let mut cfg = config(1, 1);
+    cfg.max_lifetime = Duration::from_millis(20);
+    let pool = Pool::new(cfg).unwrap();
+    pool.open().unwrap();
+    let mut d = Driver::new();
+    d.run(&pool);
+    let first = pool.checkout(|c| *c).unwrap().unwrap().value;
+    pool.checkin(first as usize, |c| *c == first).unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    // Expired while idle: retired at checkout, replacement requested.
+    assert!(pool.checkout(|c| *c).unwrap().is_none());
+    d.run(&pool);
+    assert_eq!(d.closed, vec![first]);
+    let second = pool.checkout(|c| *c).unwrap().unwrap().value;
+    assert_ne!(second, first);
+    // Expired while lent: retired at return.
+    std::thread::sleep(Duration::from_millis(40));
+    let back = pool.checkin(second as usize, |c| *c == second).unwrap();
+    assert_eq!(back, Checkin::Close(second, CloseReason::Expired));
+    assert_eq!(pool.size(), 1, "replacement keeps the size");
+}
+
+#[test]
+fn drain_replaces_idle_now_and_lent_on_return() {
+    let (pool, mut d) = filled(2, 2);
+    let lent = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let closed = pool.drain();
+    assert_eq!(closed.len(), 1);
+    d.run(&pool);
+    let back = pool.checkin(lent as usize, |c| *c == lent).unwrap();
+    assert_eq!(back, Checkin::Close(lent, CloseReason::Drained));
+    d.run(&pool);
+    assert_eq!(pool.stats(false).connections_num, 4);
+    assert_eq!(pool.available(), 2);
+}
+
+#[test]
+fn discard_counts_and_replaces() {
+    let (pool, mut d) = filled(1, 1);
+    let a = pool.checkout(|c| *c).unwrap().unwrap().value;
+    assert_eq!(
+        pool.discard(a as usize, |c| *c == a, Loss::ReturnedBroken)
+            .unwrap(),
+        Some(a)
+    );
+    d.run(&pool);
+    let s = pool.stats(false);
+    assert_eq!((s.returns_bad, s.pool_size, s.pool_available), (1, 1, 1));
+}
+
+#[test]
+fn resize_down_closes_idle_surplus_and_retires_lent_on_return() {
+    let (pool, _) = filled(4, 4);
+    let lent: Vec<u64> = (0..3)
+        .map(|_| pool.checkout(|c| *c).unwrap().unwrap().value)
+        .collect();
+    let closed = pool.resize(1, 1).unwrap();
+    assert_eq!(closed.len(), 1);
+    for (i, c) in lent.iter().enumerate() {
+        let back = pool.checkin(*c as usize, |x| x == c).unwrap();
+        if i < 2 {
+            assert!(matches!(back, Checkin::Close(_, CloseReason::Resized)));
+        } else {
+            assert_eq!(back, Checkin::Kept);
+        }
+    }
+    assert_eq!(pool.size(), 1);
+    assert!(pool.resize(3, 2).is_err(), "max below min is refused");
+    assert_eq!((pool.min_size(), pool.max_size()), (1, 1), "unchanged");
+}
+
+#[test]
+fn failed_connects_back_off_then_give_up() {
+    let mut cfg = config(1, 1);
+    cfg.reconnect_timeout = Duration::from_millis(200);
+    let pool: Pool<u64> = Pool::new(cfg).unwrap();
+    pool.open().unwrap();
+    let mut gave_up = false;
+    let mut attempts = 0;
+    while !gave_up {
+        match pool.next_action(Duration::from_secs(2)) {
+            Some(Action::Create(t)) => {
+                attempts += 1;
+                match pool.connect_failed(t, "refused".into()) {
+                    ConnectFailed::Retry(d) => assert!(d <= Duration::from_millis(450)),
+                    ConnectFailed::GaveUp => gave_up = true,
+                    ConnectFailed::Closed | ConnectFailed::NotNeeded => panic!("still needed"),
+                }
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
+    }
+    assert!(attempts >= 3, "retried with backoff: {attempts}");
+    assert_eq!(pool.size(), 0, "capacity given back");
+    assert_eq!(pool.last_connect_error().as_deref(), Some("refused"));
+    // Later it tries again to reach min_size.
+    assert!(matches!(
+        pool.next_action(Duration::from_secs(2)),
+        Some(Action::Create(_))
+    ));
+}
+
+#[test]
+fn closing_fails_waiters_and_stops_workers() {
+    let (pool, _) = filled(1, 1);
+    let held = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let Begin::Wait(t) = pool
+        .begin_wait(Duration::from_secs(10), None, |c| *c)
+        .unwrap()
+    else {
+        panic!("expected to wait");
+    };
+    assert!(pool.close().is_empty());
+    assert!(matches!(
+        pool.finish_wait(t, |c| *c),
+        Err(PoolError::Closed { .. })
+    ));
+    assert!(matches!(
+        pool.next_action(Duration::ZERO),
+        Some(Action::Stop)
+    ));
+    let back = pool.checkin(held as usize, |c| *c == held).unwrap();
+    assert_eq!(back, Checkin::Close(held, CloseReason::PoolClosed));
+    assert_eq!(pool.size(), 0);
+}
+
+#[test]
+fn idle_sweep_shrinks_to_min_size_per_connection() {
+    let mut cfg = config(1, 3);
+    cfg.max_idle = Duration::from_millis(50);
+    let pool = Pool::new(cfg).unwrap();
+    pool.open().unwrap();
+    let mut d = Driver::new();
+    d.run(&pool);
+    let a = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let mut tickets = Vec::new();
+    for _ in 0..2 {
+        if let Begin::Wait(t) = pool
+            .begin_wait(Duration::from_secs(5), None, |c| *c)
+            .unwrap()
+        {
+            tickets.push(t);
+        }
+        d.run(&pool);
+    }
+    let got: Vec<u64> = tickets
+        .into_iter()
+        .map(|t| pool.finish_wait(t, |c| *c).unwrap().value)
+        .collect();
+    for c in got.iter().chain([&a]) {
+        pool.checkin(*c as usize, |x| x == c).unwrap();
+    }
+    assert_eq!(pool.size(), 3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while pool.size() > 1 && std::time::Instant::now() < deadline {
+        if let Some(Action::Close(p, reason)) = pool.next_action(Duration::from_millis(100)) {
+            assert_eq!(reason, CloseReason::Idle);
+            d.closed.push(p);
+        }
+    }
+    assert_eq!(pool.size(), 1, "shrunk to min_size in one sweep period");
+    d.run(&pool);
+    assert_eq!(d.closed.len(), 2, "both surplus connections were closed");
+}
+
+#[test]
+fn null_pool_lends_a_ticket_then_closes_on_return() {
+    let mut cfg = config(0, 1);
+    cfg.null = true;
+    let pool: Pool<u64> = Pool::new(cfg).unwrap();
+    pool.open().unwrap();
+    assert!(pool.checkout(|c| *c).unwrap().is_none());
+    let Begin::Connect(ticket) = pool
+        .begin_wait(Duration::from_secs(1), None, |c| *c)
+        .unwrap()
+    else {
+        panic!("null pools connect on the caller");
+    };
+    pool.connected_to_caller(ticket, 7, 7, Duration::ZERO, |_| ())
+        .unwrap();
+    // Full: the next request queues, and is handed the returned one.
+    let Begin::Wait(t) = pool
+        .begin_wait(Duration::from_secs(1), None, |c| *c)
+        .unwrap()
+    else {
+        panic!("expected to wait at max_size");
+    };
+    assert_eq!(pool.checkin(7, |c| *c == 7).unwrap(), Checkin::Kept);
+    assert_eq!(pool.finish_wait(t, |c| *c).unwrap().value, 7);
+    assert_eq!(
+        pool.checkin(7, |c| *c == 7).unwrap(),
+        Checkin::Close(7, CloseReason::Idle)
+    );
+    assert_eq!(pool.size(), 0);
+}
+
+#[test]
+fn threads_never_share_a_connection() {
+    let (pool, mut d) = filled(4, 4);
+    let pool = Arc::new(pool);
+    let in_use: Arc<Vec<std::sync::atomic::AtomicBool>> = Arc::new(
+        (0..8)
+            .map(|_| std::sync::atomic::AtomicBool::new(false))
+            .collect(),
+    );
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let pool = pool.clone();
+            let in_use = in_use.clone();
+            std::thread::spawn(move || {
+                use std::sync::atomic::Ordering::SeqCst;
+                for _ in 0..2000 {
+                    let c = match pool.checkout(|c| *c).unwrap() {
+                        Some(l) => l.value,
+                        None => match pool
+                            .begin_wait(Duration::from_secs(10), None, |c| *c)
+                            .unwrap()
+                        {
+                            Begin::Ready(l) => l.value,
+                            Begin::Wait(t) => {
+                                while !pool.park(&t, Duration::from_millis(100)) {}
+                                pool.finish_wait(t, |c| *c).unwrap().value
+                            }
+                            Begin::Connect(_) => unreachable!(),
+                        },
+                    };
+                    assert!(!in_use[c as usize].swap(true, SeqCst), "lent twice");
+                    std::hint::spin_loop();
+                    in_use[c as usize].store(false, SeqCst);
+                    assert_eq!(
+                        pool.checkin(c as usize, |x| *x == c).unwrap(),
+                        Checkin::Kept
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    d.run(&pool);
+    let s = pool.stats(false);
+    assert_eq!(
+        (s.pool_size, s.pool_available, s.requests_waiting),
+        (4, 4, 0)
+    );
+    assert_eq!(s.requests_num, 8 * 2000);
+}
+
+#[test]
+fn a_grant_cancelled_after_close_is_closed_not_kept() {
+    let (pool, mut d) = filled(0, 1);
+    let mut tickets = Vec::new();
+    for _ in 0..2 {
+        assert!(pool.checkout(|c| *c).unwrap().is_none());
+        if let Begin::Wait(t) = pool
+            .begin_wait(Duration::from_secs(10), None, |c| *c)
+            .unwrap()
+        {
+            tickets.push(t);
+        }
+    }
+    d.run(&pool);
+    assert!(tickets[0].waiter().is_resolved(), "first waiter granted");
+    let closed = pool.close();
+    assert!(closed.is_empty());
+    let granted = tickets.remove(0);
+    let closed = pool.cancel_wait(granted);
+    assert_eq!(
+        closed,
+        Some(1),
+        "given back for closing, not parked in a closed pool"
+    );
+    assert_eq!(pool.phase_counts()[2], 0);
+    assert_eq!(pool.size(), 0);
+}
