@@ -16,6 +16,20 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 pub(crate) use std::sync::atomic::Ordering;
 
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::fence;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::fence;
+
+/// The store-load barrier of a Dekker handshake: a store before it and a
+/// load after it cannot be reordered, on either side of the handshake.
+/// SeqCst accesses alone would do under C11, but loom models them as
+/// AcqRel; an explicit SeqCst fence is exact under both.
+#[inline(always)]
+pub(crate) fn store_load_barrier() {
+    fence(Ordering::SeqCst);
+}
+
 /// Lock a mutex, ignoring poisoning: the core never panics while holding a
 /// lock on purpose, and a poisoned queue is still structurally valid (every
 /// critical section leaves it consistent before it can panic).

@@ -8,7 +8,7 @@ use crate::error::PoolError;
 use crate::maintenance::{Action, CloseReason, Ticket};
 use crate::slot::{Owned, Phase, SlotId};
 use crate::stats::bump;
-use crate::sync::{lock, Arc, Ordering};
+use crate::sync::{lock, store_load_barrier, Arc, Ordering};
 use crate::waiter::{Outcome, Waiter, WakeFn};
 
 /// A connection lent to a borrower: its slot and what the caller read from
@@ -135,6 +135,7 @@ impl<T: Send> Pool<T> {
         // Announce ourselves before looking again: the Dekker half that
         // pairs with a return publishing `Idle` then reading `waiting`.
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        store_load_barrier();
         if queue.is_empty() {
             if let Some((owned, t)) = self.take_idle(true) {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);

@@ -7,7 +7,7 @@ use crate::error::{NotLent, PoolError};
 use crate::maintenance::{Action, CloseReason, Ticket};
 use crate::slot::{Owned, Phase};
 use crate::stats::bump;
-use crate::sync::{lock, Arc, Ordering};
+use crate::sync::{lock, store_load_barrier, Arc, Ordering};
 use crate::waiter::Waiter;
 
 /// What became of a returned connection.
@@ -193,6 +193,7 @@ impl<T: Send> Pool<T> {
         let slot = owned.slot();
         self.idle.fetch_add(1, Ordering::SeqCst);
         owned.publish(Phase::Idle);
+        store_load_barrier();
         // `close()` sets the phase, then takes every idle slot; we published
         // `Idle`, then read the phase (SeqCst both): if close's scan may
         // have missed this slot, take it back ourselves.

@@ -11,7 +11,7 @@ use crate::error::PoolError;
 use crate::maintenance::{Action, CloseReason, Ticket, Timer};
 use crate::slot::{Owned, Phase};
 use crate::stats::bump;
-use crate::sync::{lock, Ordering};
+use crate::sync::{lock, store_load_barrier, Ordering};
 
 use super::borrow::Lent;
 
@@ -75,6 +75,7 @@ impl<T: Send> Pool<T> {
                 return Vec::new();
             }
             self.phase.store(CLOSED, Ordering::SeqCst);
+            store_load_barrier();
             let woken: Vec<_> = queue.drain(..).filter(|w| w.close()).collect();
             self.waiting.store(0, Ordering::SeqCst);
             woken
