@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+
 from ferropool.embedded import EmbeddedPostgres
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from ferropool.embedded import EmbeddedPostgres, find_debian_bindir
 
 
@@ -89,9 +90,7 @@ def test_scram_requires_the_password() -> None:
 def test_tls_verify_full() -> None:
     bindir = find_debian_bindir()
     if bindir is None:
-        pytest.fail(
-            "the TLS test needs Debian's PostgreSQL: apt-get install postgresql"
-        )
+        pytest.fail("the TLS test needs Debian's PostgreSQL: apt-get install postgresql")
     with EmbeddedPostgres(bindir=bindir, tls=True) as pg:
         assert pg.ca_file is not None
         conninfo = (

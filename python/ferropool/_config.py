@@ -12,23 +12,45 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import _core
+
 
 def _type_name(value: object) -> str:
     return type(value).__name__
 
 
-def integer(name: str, value: object, *, minimum: int = 0) -> int:
+# The core's bounds: sizes fit its slot table, counts fit 64 bits.
+MAX_SIZE = _core.MAX_POOL_SIZE
+MAX_WAITING = MAX_SIZE * 64
+MAX_WORKERS = 1024
+MAX_COUNT = 2**62
+
+
+def integer(name: str, value: object, *, minimum: int = 0, maximum: int = MAX_COUNT) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {value!r} ({_type_name(value)})")
     if value < minimum:
         if minimum == 0:
             raise ValueError(f"{name} cannot be negative, got {value}")
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
-def optional_integer(name: str, value: object, *, minimum: int = 0) -> int | None:
-    return None if value is None else integer(name, value, minimum=minimum)
+def optional_integer(
+    name: str, value: object, *, minimum: int = 0, maximum: int = MAX_COUNT
+) -> int | None:
+    return None if value is None else integer(name, value, minimum=minimum, maximum=maximum)
+
+
+def size(name: str, value: object) -> int:
+    """A pool size: an int in [0, MAX_SIZE]."""
+    return integer(name, value, maximum=MAX_SIZE)
+
+
+def optional_size(name: str, value: object) -> int | None:
+    return None if value is None else size(name, value)
 
 
 def seconds(name: str, value: object, *, positive: bool = False) -> float:

@@ -1,18 +1,24 @@
 """Type stubs for the native module built from rust/ferropool-py."""
 
-from typing import Any, Final
+from typing import Any, Final, final
+
+from typing_extensions import Self
+
+__all__ = ["ACTION_CLOSE", "ACTION_CREATE", "ACTION_STOP", "MAX_POOL_SIZE", "Core", "Ticket"]
 
 ACTION_CREATE: Final[int]
 ACTION_CLOSE: Final[int]
 ACTION_STOP: Final[int]
 MAX_POOL_SIZE: Final[int]
 
+@final
 class Ticket:
     """A claim on a reserved slot: open a connection and report it back."""
 
+@final
 class Core:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         name: str,
         min_size: int,
@@ -25,7 +31,7 @@ class Core:
         max_uses: int = 0,
         grow_concurrency: int = 1,
         lifetime_jitter: float = 0.05,
-    ) -> None: ...
+    ) -> Self: ...
     def open(self) -> None: ...
     def checkout(self) -> Any | None: ...
     def wait(self, timeout: float) -> Any: ...

@@ -80,8 +80,8 @@ class ConnectionPool(Generic[CT]):
         self.conninfo = _config.conninfo(conninfo)
         self.kwargs = _config.kwargs(kwargs)
         self.connection_class = _config.connection_class(connection_class)
-        min_size = _config.integer("min_size", min_size)
-        max_size = _config.optional_integer("max_size", max_size)
+        min_size = _config.size("min_size", min_size)
+        max_size = _config.optional_size("max_size", max_size)
         self._configure = _config.callback("configure", configure)
         self._check = _config.callback("check", check)
         self._reset = _config.callback("reset", reset)
@@ -89,11 +89,13 @@ class ConnectionPool(Generic[CT]):
         name = _config.name(name)
         self.close_returns = _config.flag("close_returns", close_returns)
         self.timeout = _config.seconds("timeout", timeout)
-        max_waiting = _config.integer("max_waiting", max_waiting)
+        max_waiting = _config.integer("max_waiting", max_waiting, maximum=_config.MAX_WAITING)
         max_lifetime = _config.seconds("max_lifetime", max_lifetime, positive=True)
         max_idle = _config.seconds("max_idle", max_idle, positive=True)
         reconnect_timeout = _config.seconds("reconnect_timeout", reconnect_timeout)
-        self.num_workers = _config.integer("num_workers", num_workers, minimum=1)
+        self.num_workers = _config.integer(
+            "num_workers", num_workers, minimum=1, maximum=_config.MAX_WORKERS
+        )
         if open is not None:
             _config.flag("open", open)
 
@@ -166,7 +168,7 @@ class ConnectionPool(Generic[CT]):
 
     @max_waiting.setter
     def max_waiting(self, value: int) -> None:
-        self._core.max_waiting = _config.integer("max_waiting", value)
+        self._core.max_waiting = _config.integer("max_waiting", value, maximum=_config.MAX_WAITING)
 
     @property
     def max_lifetime(self) -> float:
@@ -298,6 +300,8 @@ class ConnectionPool(Generic[CT]):
         Prefer `connection()`. Waits up to *timeout* (or `self.timeout`)
         seconds, raising PoolTimeout.
         """
+        if timeout is not None:
+            timeout = _config.seconds("timeout", timeout)
         conn: CT | None = self._core.checkout()
         if conn is None or self._getconn_needs_slow_path:
             return self._getconn_slow(conn, timeout)
@@ -307,7 +311,8 @@ class ConnectionPool(Generic[CT]):
     def _getconn_slow(self, conn: Any, timeout: float | None) -> CT:
         if self._open_implicit:
             self._check_open_getconn()
-        timeout = self.timeout if timeout is None else _config.seconds("timeout", timeout)
+        if timeout is None:
+            timeout = self.timeout
         deadline = monotonic() + timeout
         backoff = 0.0
         while True:
@@ -347,9 +352,20 @@ class ConnectionPool(Generic[CT]):
             return False
         except BaseException:
             # Cancelled or interrupted: don't lose the connection.
-            self._core.checkin(conn)
+            self._give_back(conn)
             raise
         return True
+
+    def _give_back(self, conn: Any) -> None:
+        """Return a connection the pool lent itself (check, interrupted
+        checkout): kept if healthy and idle, else discarded and closed."""
+        if conn.pgconn.transaction_status == _IDLE:
+            reason = self._core.checkin(conn)
+            if reason is not None:
+                self._close_retired(conn, reason)
+        else:
+            self._core.discard(conn, returned=False)
+            close_quietly(conn)
 
     def putconn(self, conn: CT) -> None:
         """Give back a connection borrowed with `getconn()`."""
@@ -423,8 +439,8 @@ class ConnectionPool(Generic[CT]):
 
     def resize(self, min_size: int, max_size: int | None = None) -> None:
         """Change the size of the pool during runtime."""
-        min_size = _config.integer("min_size", min_size)
-        max_size = _config.optional_integer("max_size", max_size)
+        min_size = _config.size("min_size", min_size)
+        max_size = _config.optional_size("max_size", max_size)
         if max_size is None:
             max_size = min_size
         for conn in self._core.resize(min_size, max_size):
@@ -434,17 +450,25 @@ class ConnectionPool(Generic[CT]):
     def check(self) -> None:
         """Check every idle connection now; replace those that fail."""
         self._check_open_getconn()
-        for conn in self._core.take_for_check():
-            try:
-                self.check_connection(conn)
-            except Exception:
-                logger.warning("discarding broken connection in pool %r", self.name)
-                self._core.discard(conn, returned=False)
-                close_quietly(conn)
-            else:
-                reason = self._core.checkin(conn)
-                if reason is not None:
-                    self._close_retired(conn, reason)
+        conns = self._core.take_for_check()
+        try:
+            while conns:
+                conn = conns[-1]
+                try:
+                    self.check_connection(conn)
+                except Exception:
+                    logger.warning("discarding broken connection in pool %r", self.name)
+                    conns.pop()
+                    self._core.discard(conn, returned=False)
+                    close_quietly(conn)
+                else:
+                    conns.pop()
+                    self._give_back(conn)
+        finally:
+            # Interrupted (KeyboardInterrupt, ...): every connection taken
+            # for the check goes back, none is lost.
+            for conn in conns:
+                self._give_back(conn)
 
     def drain(self) -> None:
         """Replace every connection: idle ones now, lent ones when returned."""

@@ -93,8 +93,11 @@ class ThreadGang:
         self._stopping = False
         self._errors: list[BaseException] = []
         self._errors_lock = threading.Lock()
+        # Each thread clocks its own start and end of the round in its slot.
+        self._started = [0.0] * threads
+        self._finished = [0.0] * threads
         self._workers = [
-            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
+            threading.Thread(target=self._serve, args=(i,), name=f"{name}-{i}", daemon=True)
             for i in range(threads)
         ]
         for worker in self._workers:
@@ -103,31 +106,29 @@ class ThreadGang:
     def run(self) -> float:
         """Run the work once on every thread; return the round's wall time in seconds.
 
-        An exception raised by the work on any thread is raised here, after
-        every thread has finished the round.
+        The time runs from the first thread starting to the last finishing,
+        as the threads themselves clock it: the caller may not get the GIL
+        back until long after it released them. An exception raised by the
+        work on any thread is raised here, once every thread is done.
         """
         if self._stopping:
             raise RuntimeError("this ThreadGang is closed")
         self._start.wait()
-        started = perf_counter()
         self._done.wait()
-        elapsed = perf_counter() - started
         if self._errors:
             error, self._errors = self._errors[0], []
             raise error
-        return elapsed
+        return max(self._finished) - min(self._started)
 
     def close(self) -> None:
         """Let the parked threads exit and wait for them."""
         if self._stopping:
             return
         self._stopping = True
-        # A round that failed half-way may have broken the barrier: abort
-        # rather than wait for parties that will never come.
-        try:
-            self._start.wait(timeout=10)
-        except threading.BrokenBarrierError:
-            pass
+        # Breaking the barriers wakes the parked threads, and any still
+        # inside a round (after an interrupt) stop at its end.
+        self._start.abort()
+        self._done.abort()
         for worker in self._workers:
             worker.join(timeout=10)
 
@@ -137,19 +138,19 @@ class ThreadGang:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _serve(self) -> None:
+    def _serve(self, slot: int) -> None:
         while True:
             try:
                 self._start.wait()
             except threading.BrokenBarrierError:
                 return
-            if self._stopping:
-                return
+            self._started[slot] = perf_counter()
             try:
                 self._work()
             except BaseException as ex:
                 with self._errors_lock:
                     self._errors.append(ex)
+            self._finished[slot] = perf_counter()
             try:
                 self._done.wait()
             except threading.BrokenBarrierError:

@@ -1,0 +1,126 @@
+"""Fixtures and the ratio summary for the pytest-benchmark suite.
+
+Run with ``python -m pytest benches --benchmark-only`` (``pytest`` alone
+collects tests/ only). Each group holds ferropool and psycopg_pool doing the
+same thing against the same server in one run; what we report is the ratio
+printed at the end, not the absolute times, which on a shared machine are
+noise. FERROPOOL_BENCH_DSN points the suite at an existing server; otherwise
+a throwaway one with trust authentication is started.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bench_config import (
+    CONTENTION_CONNECTIONS,
+    CONTENTION_THREADS,
+    GROUP_CONTENTION,
+    MICRO_POOL_SIZE,
+    SCALING_TARGET,
+    TARGETS,
+)
+from ferropool.cli.contenders import FERROPOOL, POOL_KINDS, PSYCOPG_POOL, PoolKind, open_pool
+from ferropool.cli.workloads import Pool
+from ferropool.embedded import EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def bench_dsn() -> Iterator[str]:
+    external = os.environ.get("FERROPOOL_BENCH_DSN")
+    if external:
+        yield external
+        return
+    with EmbeddedPostgres() as server:
+        yield server.dsn
+
+
+@pytest.fixture(params=POOL_KINDS)
+def pool_kind(request: pytest.FixtureRequest) -> PoolKind:
+    kind: PoolKind = request.param
+    return kind
+
+
+@pytest.fixture
+def micro_pool(bench_dsn: str, pool_kind: PoolKind) -> Iterator[Pool]:
+    """An open pool of 4 ready connections, of each kind in turn."""
+    with open_pool(pool_kind, bench_dsn, MICRO_POOL_SIZE) as pool:
+        yield pool
+
+
+@pytest.fixture
+def contention_pool(bench_dsn: str, pool_kind: PoolKind) -> Iterator[Pool]:
+    """An open pool of 16 ready connections, of each kind in turn."""
+    with open_pool(pool_kind, bench_dsn, CONTENTION_CONNECTIONS) as pool:
+        yield pool
+
+
+@dataclass(frozen=True)
+class _Measured:
+    group: str
+    pool: str
+    threads: int
+    mean: float
+    median: float
+
+
+_MEASURED = pytest.StashKey[list[_Measured]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    try:
+        return (yield)
+    finally:
+        _record(item)
+
+
+def _record(item: pytest.Item) -> None:
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    stats = getattr(fixture, "stats", None)  # None when benchmarks are disabled
+    if fixture is None or not stats:
+        return
+    info = fixture.extra_info
+    item.config.stash.setdefault(_MEASURED, []).append(
+        _Measured(
+            fixture.group, info["pool"], info["threads"], stats.stats.mean, stats.stats.median
+        )
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """After pytest-benchmark's tables: psycopg_pool's time over ferropool's, per group."""
+    measured = {(m.group, m.pool, m.threads): m for m in config.stash.get(_MEASURED, [])}
+    lines = []
+    groups = dict.fromkeys([*TARGETS, *(group for group, _, _ in measured)])
+    for group in groups:
+        threads = max((t for g, _, t in measured if g == group), default=1)
+        fast = measured.get((group, FERROPOOL, threads))
+        slow = measured.get((group, PSYCOPG_POOL, threads))
+        if fast and slow:
+            lines.append(_ratio_line(group, slow, fast, TARGETS.get(group)))
+    one = measured.get((GROUP_CONTENTION, FERROPOOL, 1))
+    many = measured.get((GROUP_CONTENTION, FERROPOOL, CONTENTION_THREADS))
+    if one and many:
+        # Both do the same total number of blocks, so times compare directly.
+        label = f"ferropool throughput, {CONTENTION_THREADS} threads over 1"
+        lines.append(_ratio_line(label, one, many, SCALING_TARGET))
+    if lines:
+        terminalreporter.write_sep("-", "ratios: slower mean / faster mean (medians in brackets)")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def _ratio_line(label: str, slow: _Measured, fast: _Measured, target: float | None) -> str:
+    ratio = slow.mean / fast.mean
+    text = f"{label:<42} {ratio:6.2f}x ({slow.median / fast.median:.2f}x)"
+    if target is not None:
+        verdict = "ok" if ratio >= target else "BELOW TARGET"
+        text += f"   target >= {target:g}x: {verdict}"
+    return text

