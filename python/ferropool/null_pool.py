@@ -127,10 +127,7 @@ class NullConnectionPool(ConnectionPool[CT]):
 
     def resize(self, min_size: int, max_size: int | None = None) -> None:
         """Change max_size; min_size must stay 0."""
-        min_size = _config.size("min_size", min_size)
-        max_size = _config.optional_size("max_size", max_size)
-        if max_size is None:
-            max_size = min_size
+        min_size, max_size = self._sizes(min_size, max_size)
         self._core.resize(min_size, max_size)
         logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)
 

@@ -10,10 +10,9 @@ log at INFO on the hot path, or put a password in a message.
 
 from __future__ import annotations
 
-import logging
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import suppress
 from time import monotonic, sleep
 from types import TracebackType
@@ -26,34 +25,28 @@ from psycopg.rows import TupleRow
 from typing_extensions import Self, TypeVar
 
 from . import _config, _core
-from ._compat import PSYCOPG_VERSION, PoolConnection
+from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, logger
+from ._compat import PoolConnection
 from ._maintenance import Workers, close_quietly
-from ._secrets import scrub, secrets_of
-from .errors import PoolClosed, PoolTimeout
+from .errors import PoolTimeout
 
 CT = TypeVar("CT", bound="Connection[Any]", default="Connection[TupleRow]")
 
 # psycopg_pool's default connection class, typed for the generic parameter.
 _DEFAULT_CONNECTION_CLASS: Any = Connection
 
-logger = logging.getLogger("ferropool")
-
-_IDLE = TransactionStatus.IDLE
-_INTRANS = TransactionStatus.INTRANS
-_INERROR = TransactionStatus.INERROR
-_ACTIVE = TransactionStatus.ACTIVE
-_UNKNOWN = TransactionStatus.UNKNOWN
+_IDLE = IDLE
+_UNKNOWN = UNKNOWN
 
 # Backoff between failed `check` callbacks at checkout (psycopg_pool's
-# policy): start at 1 s +-10%, double, never past the request's deadline.
+# policy): start at 1 s, double, never past the request's deadline.
 _CHECK_BACKOFF_START = 1.0
 
 
-class ConnectionPool(Generic[CT]):
+class ConnectionPool(BasePool, Generic[CT]):
     """A pool of psycopg connections, API-compatible with psycopg_pool's."""
 
-    _num_pool = 0
-    _null = False
+    _pool_connection_class = PoolConnection
 
     def __init__(
         self,
@@ -77,68 +70,34 @@ class ConnectionPool(Generic[CT]):
         reconnect_failed: Callable[[ConnectionPool[Any]], None] | None = None,
         num_workers: int = 3,
     ) -> None:
-        self.conninfo = _config.conninfo(conninfo)
-        self.kwargs = _config.kwargs(kwargs)
-        self.connection_class = _config.connection_class(connection_class)
-        min_size = _config.size("min_size", min_size)
-        max_size = _config.optional_size("max_size", max_size)
-        self._configure = _config.callback("configure", configure)
-        self._check = _config.callback("check", check)
-        self._reset = _config.callback("reset", reset)
-        self._reconnect_failed = _config.callback("reconnect_failed", reconnect_failed)
-        name = _config.name(name)
-        self.close_returns = _config.flag("close_returns", close_returns)
-        self.timeout = _config.seconds("timeout", timeout)
-        max_waiting = _config.integer("max_waiting", max_waiting, maximum=_config.MAX_WAITING)
-        max_lifetime = _config.seconds("max_lifetime", max_lifetime, positive=True)
-        max_idle = _config.seconds("max_idle", max_idle, positive=True)
-        reconnect_timeout = _config.seconds("reconnect_timeout", reconnect_timeout)
-        self.num_workers = _config.integer(
-            "num_workers", num_workers, minimum=1, maximum=_config.MAX_WORKERS
-        )
         if open is not None:
             _config.flag("open", open)
-
-        if self.close_returns and PSYCOPG_VERSION < (3, 3):
-            if self.connection_class is not Connection:
-                raise TypeError(
-                    "close_returns=True with a custom connection_class requires psycopg >= 3.3"
-                )
-            self.connection_class = PoolConnection
-
-        if not name:
-            ConnectionPool._num_pool += 1
-            name = f"pool-{ConnectionPool._num_pool}"
-        self.name: str = name
-
-        if max_size is None:
-            max_size = min_size
-        self._core = _core.Core(
-            name=name,
+        super().__init__(
+            conninfo,
+            connection_class=connection_class,
+            kwargs=kwargs,
             min_size=min_size,
             max_size=max_size,
+            configure=configure,
+            check=check,
+            reset=reset,
+            name=name,
+            close_returns=close_returns,
+            timeout=timeout,
             max_waiting=max_waiting,
             max_lifetime=max_lifetime,
             max_idle=max_idle,
             reconnect_timeout=reconnect_timeout,
-            null=self._null,
+            reconnect_failed=reconnect_failed,
+            num_workers=num_workers,
         )
         self._workers = Workers(self._core, self, self.num_workers)
         self._open_lock = threading.Lock()
-        self._open_implicit = False
         if open is None:
             open = self._open_implicit = True
-        self._update_fast_path()
+            self._update_fast_path()
         if open:
             self._open()
-
-    def _update_fast_path(self) -> None:
-        # getconn takes its one-call path unless something must run first.
-        self._getconn_needs_slow_path = self._check is not None or self._open_implicit
-
-    def __repr__(self) -> str:
-        cls = self.__class__
-        return f"<{cls.__module__}.{cls.__name__} {self.name!r} at 0x{id(self):x}>"
 
     def __del__(self) -> None:
         core = getattr(self, "_core", None)
@@ -147,52 +106,15 @@ class ConnectionPool(Generic[CT]):
         for conn in core.close():
             close_quietly(conn)
 
-    # ---- sizes and settings -------------------------------------------
-
-    @property
-    def min_size(self) -> int:
-        return self._core.min_size
-
-    @property
-    def max_size(self) -> int:
-        return self._core.max_size
-
-    @property
-    def closed(self) -> bool:
-        """True if the pool is closed (or not open yet)."""
-        return self._core.closed
-
-    @property
-    def max_waiting(self) -> int:
-        return self._core.max_waiting
-
-    @max_waiting.setter
-    def max_waiting(self, value: int) -> None:
-        self._core.max_waiting = _config.integer("max_waiting", value, maximum=_config.MAX_WAITING)
-
-    @property
-    def max_lifetime(self) -> float:
-        return self._core.max_lifetime
-
-    @max_lifetime.setter
-    def max_lifetime(self, value: float) -> None:
-        self._core.max_lifetime = _config.seconds("max_lifetime", value, positive=True)
-
-    @property
-    def max_idle(self) -> float:
-        return self._core.max_idle
-
-    @max_idle.setter
-    def max_idle(self, value: float) -> None:
-        self._core.max_idle = _config.seconds("max_idle", value, positive=True)
-
-    @property
-    def reconnect_timeout(self) -> float:
-        return self._core.reconnect_timeout
-
-    @reconnect_timeout.setter
-    def reconnect_timeout(self, value: float) -> None:
-        self._core.reconnect_timeout = _config.seconds("reconnect_timeout", value)
+    def _warn_open_implicit(self) -> None:
+        warnings.warn(
+            f"the default for the {type(self).__name__} 'open' parameter will"
+            " become 'False' in a future release. Please use open={True|False}"
+            " explicitly, or use the pool as context manager using:"
+            f" `with {type(self).__name__}(...) as pool: ...`",
+            DeprecationWarning,
+            stacklevel=4,
+        )
 
     # ---- opening and closing ------------------------------------------
 
@@ -264,23 +186,6 @@ class ConnectionPool(Generic[CT]):
         exc_tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _check_open_getconn(self) -> None:
-        if self._core.closed:
-            if self._core.opened:
-                raise PoolClosed(f"the pool {self.name!r} is already closed")
-            raise PoolClosed(f"the pool {self.name!r} is not open yet")
-        if self._open_implicit:
-            self._open_implicit = False
-            self._update_fast_path()
-            warnings.warn(
-                f"the default for the {type(self).__name__} 'open' parameter will"
-                " become 'False' in a future release. Please use open={True|False}"
-                " explicitly, or use the pool as context manager using:"
-                f" `with {type(self).__name__}(...) as pool: ...`",
-                DeprecationWarning,
-                stacklevel=3,
-            )
 
     # ---- borrowing ------------------------------------------------------
 
@@ -383,24 +288,17 @@ class ConnectionPool(Generic[CT]):
             return
         self._putconn_slow(conn)
 
-    def _refuse(self, conn: Any, lender: Any) -> None:
-        if lender is None:
-            where = "it doesn't come from any pool (or was already returned)"
-        else:
-            where = f"it comes from pool {getattr(lender, 'name', '?')!r}"
-        raise ValueError(f"can't return connection to pool {self.name!r}, {where}")
-
     def _putconn_slow(self, conn: Any) -> None:
         """Return a connection that needs work first: rollback, reset, close."""
         status = conn.pgconn.transaction_status
-        if status in (_INTRANS, _INERROR):
+        if status in (INTRANS, INERROR):
             logger.warning("rolling back returned connection in pool %r", self.name)
             try:
                 conn.rollback()
             except Exception as ex:
                 logger.warning("rollback failed: %s; discarding connection", ex.__class__.__name__)
                 conn.close()
-        elif status == _ACTIVE:
+        elif status == ACTIVE:
             # Returned in the middle of an operation: it cannot be reused.
             logger.warning("closing connection returned during an operation")
             conn.close()
@@ -439,10 +337,7 @@ class ConnectionPool(Generic[CT]):
 
     def resize(self, min_size: int, max_size: int | None = None) -> None:
         """Change the size of the pool during runtime."""
-        min_size = _config.size("min_size", min_size)
-        max_size = _config.optional_size("max_size", max_size)
-        if max_size is None:
-            max_size = min_size
+        min_size, max_size = self._sizes(min_size, max_size)
         for conn in self._core.resize(min_size, max_size):
             close_quietly(conn)
         logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)
@@ -493,14 +388,6 @@ class ConnectionPool(Generic[CT]):
         if self._reconnect_failed is not None:
             self._reconnect_failed(self)
 
-    def get_stats(self) -> dict[str, int]:
-        """Current counters and measures, with psycopg_pool's keys."""
-        return self._core.stats()
-
-    def pop_stats(self) -> dict[str, int]:
-        """Like `get_stats()`, then reset the counters to zero."""
-        return self._core.stats(reset=True)
-
     # ---- connecting (worker threads) ------------------------------------
 
     def _open_connection(self, ticket: _core.Ticket) -> None:
@@ -509,15 +396,7 @@ class ConnectionPool(Generic[CT]):
         try:
             conn = self._connect()
         except Exception as ex:
-            message = self._describe(ex)
-            logger.warning("error connecting in %r: %s", self.name, message)
-            outcome, _ = self._core.connect_failed(ticket, message)
-            if outcome == "gave_up":
-                logger.warning(
-                    "reconnection attempt in pool %r failed after %s sec",
-                    self.name,
-                    self.reconnect_timeout,
-                )
+            if self._connect_failed(ticket, ex):
                 try:
                     self.reconnect_failed()
                 except Exception as ex2:
@@ -556,16 +435,6 @@ class ConnectionPool(Generic[CT]):
     def _resolve_kwargs(self) -> dict[str, Any]:
         kwargs = self.kwargs() if callable(self.kwargs) else self.kwargs
         return dict(kwargs) if kwargs else {}
-
-    def _secrets(self) -> list[str]:
-        conninfo = self.conninfo if isinstance(self.conninfo, str) else ""
-        kwargs = self.kwargs if isinstance(self.kwargs, Mapping) else None
-        return secrets_of(conninfo, kwargs)
-
-    def _describe(self, ex: BaseException) -> str:
-        """An exception as a message safe to log and raise."""
-        text = str(ex).strip() or ex.__class__.__name__
-        return scrub(text, self._secrets())
 
 
 class _ConnectionContext(Generic[CT]):
