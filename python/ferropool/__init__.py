@@ -9,7 +9,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .errors import PoolClosed, PoolTimeout, TooManyRequests
 from .null_pool import NullConnectionPool
+from .null_pool_async import AsyncNullConnectionPool
 from .pool import ConnectionPool
+from .pool_async import AsyncConnectionPool
 
 try:
     __version__ = version("ferropool")
@@ -17,6 +19,8 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "AsyncConnectionPool",
+    "AsyncNullConnectionPool",
     "ConnectionPool",
     "NullConnectionPool",
     "PoolClosed",

@@ -1,10 +1,19 @@
 """Type stubs for the native module built from rust/ferropool-py."""
 
+from collections.abc import Callable
 from typing import Any, Final, final
 
 from typing_extensions import Self
 
-__all__ = ["ACTION_CLOSE", "ACTION_CREATE", "ACTION_STOP", "MAX_POOL_SIZE", "Core", "Ticket"]
+__all__ = [
+    "ACTION_CLOSE",
+    "ACTION_CREATE",
+    "ACTION_STOP",
+    "MAX_POOL_SIZE",
+    "Core",
+    "Ticket",
+    "Waiting",
+]
 
 ACTION_CREATE: Final[int]
 ACTION_CLOSE: Final[int]
@@ -14,6 +23,15 @@ MAX_POOL_SIZE: Final[int]
 @final
 class Ticket:
     """A claim on a reserved slot: open a connection and report it back."""
+
+@final
+class Waiting:
+    """A queued request whose end is signalled by a callback."""
+
+    def finish(self) -> Any: ...
+    def cancel(self) -> Any | None: ...
+    @property
+    def resolved(self) -> bool: ...
 
 @final
 class Core:
@@ -35,6 +53,7 @@ class Core:
     def open(self) -> None: ...
     def checkout(self) -> Any | None: ...
     def wait(self, timeout: float) -> Any: ...
+    def wait_async(self, timeout: float, waker: Callable[[], object]) -> Any: ...
     def checkin(self, conn: Any) -> str | None: ...
     def discard(self, conn: Any, returned: bool) -> None: ...
     def next_action(

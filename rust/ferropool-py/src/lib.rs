@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::Core>()?;
     m.add_class::<pool::Ticket>()?;
+    m.add_class::<pool::Waiting>()?;
     m.add("ACTION_CREATE", pool::ACTION_CREATE)?;
     m.add("ACTION_CLOSE", pool::ACTION_CLOSE)?;
     m.add("ACTION_STOP", pool::ACTION_STOP)?;

@@ -3,7 +3,11 @@
 use std::time::Duration;
 
 use ferropool_core::config::{positive_seconds, seconds};
-use ferropool_core::{Action, Begin, Checkin, Config, ConnectFailed, Connected, Loss, Pool};
+use std::sync::Mutex;
+
+use ferropool_core::{
+    Action, Begin, Checkin, Config, ConnectFailed, Connected, Loss, Pool, WaitTicket,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -27,6 +31,55 @@ pub struct Ticket {
 impl Ticket {
     fn __repr__(&self) -> String {
         format!("<Ticket slot={}>", self.inner.id)
+    }
+}
+
+/// A queued request whose end is signalled by a callback (for event loops)
+/// instead of a blocked thread. The holder calls `finish()` once signalled
+/// or once its own deadline passed, or `cancel()` if it stops waiting.
+#[pyclass(frozen, module = "ferropool._core", name = "Waiting")]
+pub struct Waiting {
+    core: Py<Core>,
+    ticket: Mutex<Option<WaitTicket>>,
+}
+
+impl Waiting {
+    fn take(&self) -> Option<WaitTicket> {
+        self.ticket.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+#[pymethods]
+impl Waiting {
+    /// The granted connection; PoolTimeout if none came in time (the wait
+    /// is abandoned now if still pending); PoolClosed if the pool closed.
+    fn finish(&self, py: Python<'_>) -> PyResult<Conn> {
+        let ticket = self
+            .take()
+            .ok_or_else(|| PyValueError::new_err("this wait is already finished"))?;
+        self.core
+            .get()
+            .pool
+            .finish_wait(ticket, |c| c.clone_ref(py))
+            .map(|l| l.value)
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// Stop waiting. A connection granted meanwhile goes back to the pool;
+    /// if the pool closed meanwhile it is returned for the caller to close.
+    fn cancel(&self) -> Option<Conn> {
+        let ticket = self.take()?;
+        self.core.get().pool.cancel_wait(ticket)
+    }
+
+    /// Whether the wait was resolved (granted, closed or abandoned).
+    #[getter]
+    fn resolved(&self) -> bool {
+        self.ticket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_none_or(|t| t.waiter().is_resolved())
     }
 }
 
@@ -141,6 +194,42 @@ impl Core {
             .finish_wait(ticket, |c| c.clone_ref(py))
             .map(|l| l.value)
             .map_err(|e| to_py(py, e))
+    }
+
+    /// Slow path for event loops: queue in FIFO order without blocking.
+    /// Returns a connection (one became available), a Ticket (null pools
+    /// with spare capacity), or a Waiting handle; `waker()` is called, from
+    /// any thread, once the wait is resolved.
+    fn wait_async(slf: &Bound<'_, Self>, timeout: f64, waker: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if timeout.is_nan() {
+            return Err(PyValueError::new_err("timeout must be a number, got nan"));
+        }
+        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        let on_wake: ferropool_core::waiter::WakeFn = Box::new(move || {
+            Python::attach(|py| {
+                if let Err(e) = waker.call0(py) {
+                    e.write_unraisable(py, None);
+                }
+            });
+        });
+        let begin = slf
+            .get()
+            .pool
+            .begin_wait(timeout, Some(on_wake), |c| c.clone_ref(py))
+            .map_err(|e| to_py(py, e))?;
+        match begin {
+            Begin::Ready(lent) => Ok(lent.value),
+            Begin::Connect(t) => Ok(Py::new(py, Ticket { inner: t })?.into_any()),
+            Begin::Wait(ticket) => Ok(Py::new(
+                py,
+                Waiting {
+                    core: slf.clone().unbind(),
+                    ticket: Mutex::new(Some(ticket)),
+                },
+            )?
+            .into_any()),
+        }
     }
 
     /// Give back a lent connection. None if kept (idle or handed to a

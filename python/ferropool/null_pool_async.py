@@ -1,0 +1,140 @@
+"""AsyncNullConnectionPool: psycopg_pool's async pool that keeps no idle
+connections.
+
+Each request opens its own connection (on the requesting task) when there
+is capacity, and it is closed when returned unless a queued request takes it
+over; max_size bounds how many exist at once (0: no bound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from time import monotonic
+from typing import Any
+
+from . import _config, _core
+from ._compat import ConnectionTimeout
+from ._maintenance_async import close_quietly_async
+from .errors import PoolClosed, PoolTimeout
+from .pool_async import _DEFAULT_CONNECTION_CLASS, ACT, AsyncConnectionPool
+
+logger = logging.getLogger("ferropool")
+
+
+class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
+    """An async pool that opens a connection per request: psycopg_pool's API."""
+
+    _null = True
+
+    def __init__(
+        self,
+        conninfo: str | Callable[[], str] | Callable[[], Awaitable[str]] = "",
+        *,
+        connection_class: type[ACT] = _DEFAULT_CONNECTION_CLASS,
+        kwargs: dict[str, Any]
+        | Callable[[], dict[str, Any]]
+        | Callable[[], Awaitable[dict[str, Any]]]
+        | None = None,
+        min_size: int = 0,
+        max_size: int | None = None,
+        open: bool | None = None,
+        configure: Callable[[ACT], Awaitable[None]] | None = None,
+        check: Callable[[ACT], Awaitable[None]] | None = None,
+        reset: Callable[[ACT], Awaitable[None]] | None = None,
+        name: str | None = None,
+        close_returns: bool = False,
+        timeout: float = 30.0,
+        max_waiting: int = 0,
+        max_lifetime: float = 60 * 60.0,
+        max_idle: float = 10 * 60.0,
+        reconnect_timeout: float = 5 * 60.0,
+        reconnect_failed: Callable[[AsyncConnectionPool[Any]], Any] | None = None,
+        num_workers: int = 3,
+    ) -> None:
+        # close_returns makes no sense without idle connections.
+        super().__init__(
+            conninfo,
+            connection_class=connection_class,
+            kwargs=kwargs,
+            min_size=min_size,
+            max_size=max_size,
+            open=open,
+            configure=configure,
+            check=check,
+            reset=reset,
+            name=name,
+            close_returns=False,
+            timeout=timeout,
+            max_waiting=max_waiting,
+            max_lifetime=max_lifetime,
+            max_idle=max_idle,
+            reconnect_timeout=reconnect_timeout,
+            reconnect_failed=reconnect_failed,
+            num_workers=num_workers,
+        )
+
+    def _open(self) -> None:
+        # Nothing to open in the background: no maintenance tasks.
+        if not self._core.is_open:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                raise RuntimeError(f"{type(self).__name__} open with no running loop") from None
+            self._core.open()
+
+    async def _got(self, got: Any, deadline: float) -> Any:
+        if not isinstance(got, _core.Ticket):
+            return got
+        # Spare capacity: this request opens its own connection.
+        t0 = monotonic()
+        try:
+            conn = await self._connect(timeout=max(deadline - t0, 0.0) or None)
+        except ConnectionTimeout as ex:
+            self._core.connect_failed_caller(got, self._describe(ex))
+            raise PoolTimeout(self._describe(ex)) from None
+        except BaseException as ex:
+            self._core.connect_failed_caller(got, self._describe(ex))
+            raise
+        if not self._core.connected_to_caller(got, conn, monotonic() - t0):
+            await close_quietly_async(conn)
+            raise PoolClosed(f"the pool {self.name!r} is already closed")
+        return conn
+
+    async def wait(self, timeout: float = 30.0) -> None:
+        """Open (and close) one connection to prove the server is reachable.
+
+        Close the pool and raise PoolTimeout if that fails for *timeout*
+        seconds.
+        """
+        timeout = _config.seconds("timeout", timeout)
+        self._check_open_getconn()
+        deadline = monotonic() + timeout
+        delay = 0.05
+        while True:
+            try:
+                conn = await self._connect(timeout=max(deadline - monotonic(), 0.0) or None)
+            except Exception as ex:
+                last = self._describe(ex)
+                left = deadline - monotonic()
+                if left <= 0:
+                    await self.close()
+                    raise PoolTimeout(
+                        f"pool initialization incomplete after {timeout} sec;"
+                        f" last connection error: {last}"
+                    ) from None
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 1.0)
+            else:
+                await close_quietly_async(conn)
+                return
+
+    async def resize(self, min_size: int, max_size: int | None = None) -> None:
+        """Change max_size; min_size must stay 0."""
+        min_size, max_size = self._sizes(min_size, max_size)
+        self._core.resize(min_size, max_size)
+        logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)
+
+    async def check(self) -> None:
+        """Nothing to check: the pool keeps no connections."""

@@ -1,0 +1,538 @@
+"""AsyncConnectionPool: psycopg_pool's asyncio pool on the same Rust core.
+
+Same slots, capacity accounting, lifetimes and FIFO handoff as the sync
+pool. A request that has to wait queues in the core with a callback that
+completes a future through the loop's thread-safe call: it is woken by the
+handoff itself, never by polling. Cancellation is safe at every await: a
+request cancelled while queued never takes a connection with it (the core's
+handshake gives a connection granted meanwhile back to the pool), and a
+connection held by a cancelled task is rolled back and returned.
+
+This module must never block the event loop, open a connection on the
+requesting task (maintenance tasks do), or put a password in a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import warnings
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from functools import partial
+from time import monotonic
+from types import TracebackType
+from typing import Any, Generic, cast
+
+from psycopg import AsyncConnection
+from psycopg import errors as e
+from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
+from typing_extensions import Self, TypeVar
+
+from . import _config, _core
+from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, logger
+from ._maintenance_async import AsyncWorkers, close_quietly_async
+from .errors import PoolTimeout
+
+ACT = TypeVar("ACT", bound="AsyncConnection[Any]", default="AsyncConnection[TupleRow]")
+
+_DEFAULT_CONNECTION_CLASS: Any = AsyncConnection
+
+_IDLE = IDLE
+_UNKNOWN = UNKNOWN
+
+_CHECK_BACKOFF_START = 1.0
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+    """Called by the core, from any thread, when a wait is resolved."""
+    with suppress(RuntimeError):  # the loop closed: nobody is waiting
+        loop.call_soon_threadsafe(_resolve, fut)
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class _AsyncPoolConnection(AsyncConnection[Any]):
+    """psycopg < 3.3: an async connection whose close() returns it to its pool."""
+
+    async def close(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            await pool.putconn(self)
+        else:
+            await super().close()
+
+
+class AsyncConnectionPool(BasePool, Generic[ACT]):
+    """An asyncio pool of psycopg connections, API-compatible with psycopg_pool's."""
+
+    _pool_connection_class = _AsyncPoolConnection
+    _default_connection_class = AsyncConnection
+
+    def __init__(
+        self,
+        conninfo: str | Callable[[], str] | Callable[[], Awaitable[str]] = "",
+        *,
+        connection_class: type[ACT] = _DEFAULT_CONNECTION_CLASS,
+        kwargs: dict[str, Any]
+        | Callable[[], dict[str, Any]]
+        | Callable[[], Awaitable[dict[str, Any]]]
+        | None = None,
+        min_size: int = 4,
+        max_size: int | None = None,
+        open: bool | None = None,
+        configure: Callable[[ACT], Awaitable[None]] | None = None,
+        check: Callable[[ACT], Awaitable[None]] | None = None,
+        reset: Callable[[ACT], Awaitable[None]] | None = None,
+        name: str | None = None,
+        close_returns: bool = False,
+        timeout: float = 30.0,
+        max_waiting: int = 0,
+        max_lifetime: float = 60 * 60.0,
+        max_idle: float = 10 * 60.0,
+        reconnect_timeout: float = 5 * 60.0,
+        reconnect_failed: Callable[[AsyncConnectionPool[Any]], Any] | None = None,
+        num_workers: int = 3,
+    ) -> None:
+        if open is not None:
+            _config.flag("open", open)
+        super().__init__(
+            conninfo,
+            connection_class=connection_class,
+            kwargs=kwargs,
+            min_size=min_size,
+            max_size=max_size,
+            configure=configure,
+            check=check,
+            reset=reset,
+            name=name,
+            close_returns=close_returns,
+            timeout=timeout,
+            max_waiting=max_waiting,
+            max_lifetime=max_lifetime,
+            max_idle=max_idle,
+            reconnect_timeout=reconnect_timeout,
+            reconnect_failed=reconnect_failed,
+            num_workers=num_workers,
+        )
+        self._workers = AsyncWorkers(self._core, self, self.num_workers)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._open_lock: asyncio.Lock | None = None
+        if open:
+            self._warn_open_async()
+        if open is None:
+            open = self._open_implicit = True
+            self._update_fast_path()
+        if open:
+            self._open()
+
+    def _warn_open_async(self) -> None:
+        warnings.warn(
+            f"opening the async pool {type(self).__name__} in the constructor"
+            " is deprecated and will not be supported anymore in a future"
+            " release. Please use `await pool.open()`, or use the pool as context"
+            f" manager using: `async with {type(self).__name__}(...) as pool: `...",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    def _warn_open_implicit(self) -> None:
+        self._warn_open_async()
+
+    def __del__(self) -> None:
+        core = getattr(self, "_core", None)
+        if core is None or not core.is_open:
+            return
+        # No loop to await on here: release the sockets synchronously.
+        for conn in core.close():
+            with suppress(Exception):
+                conn.pgconn.finish()
+
+    # ---- opening and closing ------------------------------------------
+
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        """Open the pool: start the maintenance tasks and fill it to min_size.
+
+        With *wait*, wait until min_size connections are ready. Opening an
+        open pool does nothing; a closed pool cannot be reopened.
+        """
+        _config.flag("wait", wait)
+        timeout = _config.seconds("timeout", timeout)
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            self._open()
+        if wait:
+            await self.wait(timeout=timeout)
+
+    def _open(self) -> None:
+        if self._core.is_open:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(f"{type(self).__name__} open with no running loop") from None
+        self._core.open()
+        self._loop = loop
+        self._workers.start(loop)
+
+    async def wait(self, timeout: float = 30.0) -> None:
+        """Wait until min_size connections are ready.
+
+        Close the pool and raise PoolTimeout if not ready within *timeout*
+        seconds; the message names the last connection error.
+        """
+        timeout = _config.seconds("timeout", timeout)
+        self._check_open_getconn()
+        logger.info("waiting for pool %r initialization", self.name)
+        loop = asyncio.get_running_loop()
+        # The core signals readiness to blocked threads: wait on one in an
+        # executor thread so the loop keeps running.
+        ready = await loop.run_in_executor(None, self._core.wait_ready, timeout)
+        if not ready:
+            last = self._core.last_connect_error
+            await self.close()
+            msg = f"pool initialization incomplete after {timeout} sec"
+            if last:
+                msg += f"; last connection error: {last}"
+            raise PoolTimeout(msg)
+        logger.info("pool %r is ready to use", self.name)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close the pool and make it unavailable to new clients.
+
+        Waiting and future requests fail with PoolClosed. Connections in use
+        are closed when returned. Waits up to *timeout* seconds for the
+        maintenance tasks to finish.
+        """
+        timeout = _config.seconds("timeout", timeout)
+        if not self._core.is_open:
+            return
+        conns = self._core.close()
+        logger.debug("pool %r closed", self.name)
+        for conn in conns:
+            await close_quietly_async(conn)
+        await self._workers.join(timeout)
+
+    async def __aenter__(self) -> Self:
+        self._open_implicit = False
+        self._update_fast_path()
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ---- borrowing ------------------------------------------------------
+
+    def connection(self, timeout: float | None = None) -> _AsyncConnectionContext[ACT]:
+        """Async context manager lending a connection for a block.
+
+        Waits up to *timeout* (or `self.timeout`) seconds, raising
+        PoolTimeout. On exit the transaction is committed, or rolled back if
+        the block raised (or was cancelled), and the connection goes back to
+        the pool.
+        """
+        return _AsyncConnectionContext(self, timeout)
+
+    async def getconn(self, timeout: float | None = None) -> ACT:
+        """Borrow a connection; give it back with `putconn()`."""
+        if timeout is not None:
+            timeout = _config.seconds("timeout", timeout)
+        conn: ACT | None = self._core.checkout()
+        if conn is None or self._getconn_needs_slow_path:
+            return await self._getconn_slow(conn, timeout)
+        conn._pool = self  # type: ignore[assignment]
+        return conn
+
+    async def _getconn_slow(self, conn: Any, timeout: float | None) -> ACT:
+        if self._open_implicit:
+            self._check_open_getconn()
+        if timeout is None:
+            timeout = self.timeout
+        deadline = monotonic() + timeout
+        backoff = 0.0
+        while True:
+            if conn is None:
+                try:
+                    conn = await self._take(deadline)
+                except PoolTimeout:
+                    if backoff:
+                        raise PoolTimeout(
+                            f"couldn't get a connection after {timeout:.2f} sec"
+                        ) from None
+                    raise
+            if self._check is None or await self._passes_check(conn):
+                conn._pool = self
+                return cast("ACT", conn)
+            conn = None
+            left = deadline - monotonic()
+            backoff = backoff * 2 if backoff else _CHECK_BACKOFF_START
+            if left <= 0:
+                raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
+            await asyncio.sleep(min(backoff, left))
+
+    async def _take(self, deadline: float) -> Any:
+        """Queue in the core and wait, without blocking the loop, for the
+        handoff or the deadline."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        left = max(deadline - monotonic(), 0.0)
+        got = self._core.wait_async(left, partial(_wake, loop, fut))
+        if not isinstance(got, _core.Waiting):
+            return await self._got(got, deadline)
+        timer = loop.call_later(left, _resolve, fut)
+        try:
+            await fut
+        except BaseException:
+            # Cancelled (wait_for, timeout, task.cancel()): never leave with
+            # a connection; one granted meanwhile goes back to the pool.
+            conn = got.cancel()
+            if conn is not None:
+                await close_quietly_async(conn)
+            raise
+        finally:
+            timer.cancel()
+        return got.finish()
+
+    async def _got(self, got: Any, deadline: float) -> Any:
+        """What the core answered at once: a connection (or, for null pools,
+        a ticket to open one)."""
+        return got
+
+    async def _passes_check(self, conn: Any) -> bool:
+        try:
+            assert self._check is not None
+            await self._check(conn)
+        except Exception as ex:
+            logger.info("connection failed check: %s", ex.__class__.__name__)
+            self._core.discard(conn, returned=False)
+            await close_quietly_async(conn)
+            return False
+        except BaseException:
+            await self._give_back(conn)
+            raise
+        return True
+
+    async def _give_back(self, conn: Any) -> None:
+        """Return a connection the pool lent itself: kept if idle and
+        healthy, else discarded and closed."""
+        if conn.pgconn.transaction_status == _IDLE:
+            reason = self._core.checkin(conn)
+            if reason is not None:
+                await self._close_retired(conn, reason)
+        else:
+            self._core.discard(conn, returned=False)
+            await close_quietly_async(conn)
+
+    async def putconn(self, conn: ACT) -> None:
+        """Give back a connection borrowed with `getconn()`."""
+        try:
+            lender = conn._pool
+        except AttributeError:
+            lender = None
+        if lender is not self:  # type: ignore[comparison-overlap]
+            self._refuse(conn, lender)
+        conn._pool = None
+        if conn.pgconn.transaction_status == _IDLE and self._reset is None:
+            reason = self._core.checkin(conn)
+            if reason is not None:
+                await self._close_retired(conn, reason)
+            return
+        await self._putconn_slow(conn)
+
+    async def _putconn_slow(self, conn: Any) -> None:
+        """Return a connection that needs work first: rollback, reset, close."""
+        status = conn.pgconn.transaction_status
+        if status in (INTRANS, INERROR):
+            logger.warning("rolling back returned connection in pool %r", self.name)
+            try:
+                await conn.rollback()
+            except Exception as ex:
+                logger.warning("rollback failed: %s; discarding connection", ex.__class__.__name__)
+                await close_quietly_async(conn)
+            except BaseException:
+                self._core.discard(conn, returned=True)
+                await close_quietly_async(conn)
+                raise
+        elif status == ACTIVE:
+            logger.warning("closing connection returned during an operation")
+            await close_quietly_async(conn)
+        if conn.pgconn.transaction_status == _UNKNOWN:
+            self._core.discard(conn, returned=True)
+            await close_quietly_async(conn)
+            return
+        if self._reset is not None and not await self._reset_ok(conn):
+            self._core.discard(conn, returned=True)
+            await close_quietly_async(conn)
+            return
+        reason = self._core.checkin(conn)
+        if reason is not None:
+            await self._close_retired(conn, reason)
+
+    async def _reset_ok(self, conn: Any) -> bool:
+        assert self._reset is not None
+        try:
+            await self._reset(conn)
+            status = conn.pgconn.transaction_status
+            if status != _IDLE:
+                raise e.ProgrammingError(
+                    f"connection left in status {TransactionStatus(status).name}"
+                    f" by reset function {self._reset}: discarded"
+                )
+        except Exception as ex:
+            logger.warning("error resetting connection: %s", ex)
+            return False
+        return True
+
+    async def _close_retired(self, conn: Any, reason: str) -> None:
+        logger.debug("closing %s connection in pool %r", reason, self.name)
+        await close_quietly_async(conn)
+
+    # ---- maintenance ----------------------------------------------------
+
+    async def resize(self, min_size: int, max_size: int | None = None) -> None:
+        """Change the size of the pool during runtime."""
+        min_size, max_size = self._sizes(min_size, max_size)
+        for conn in self._core.resize(min_size, max_size):
+            await close_quietly_async(conn)
+        logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)
+
+    async def check(self) -> None:
+        """Check every idle connection now; replace those that fail."""
+        self._check_open_getconn()
+        conns = self._core.take_for_check()
+        try:
+            while conns:
+                conn = conns[-1]
+                try:
+                    await self.check_connection(conn)
+                except Exception:
+                    logger.warning("discarding broken connection in pool %r", self.name)
+                    conns.pop()
+                    self._core.discard(conn, returned=False)
+                    await close_quietly_async(conn)
+                else:
+                    conns.pop()
+                    await self._give_back(conn)
+        finally:
+            for conn in conns:
+                await self._give_back(conn)
+
+    async def drain(self) -> None:
+        """Replace every connection: idle ones now, lent ones when returned."""
+        for conn in self._core.drain():
+            await close_quietly_async(conn)
+
+    @staticmethod
+    async def check_connection(conn: ACT) -> None:
+        """Raise if *conn* doesn't answer an empty query; usable as `check`."""
+        if conn.autocommit:
+            await conn.execute("")
+        else:
+            await conn.set_autocommit(True)
+            try:
+                await conn.execute("")
+            finally:
+                with suppress(Exception):
+                    await conn.set_autocommit(False)
+
+    async def reconnect_failed(self) -> None:
+        """Called when connection attempts failed for reconnect_timeout."""
+        if self._reconnect_failed is not None:
+            await _maybe_await(self._reconnect_failed(self))
+
+    # ---- connecting (maintenance tasks) --------------------------------
+
+    async def _open_connection(self, ticket: _core.Ticket) -> None:
+        """Open a connection on *ticket* and hand it to the core."""
+        t0 = monotonic()
+        try:
+            conn = await self._connect()
+        except Exception as ex:
+            if self._connect_failed(ticket, ex):
+                try:
+                    await self.reconnect_failed()
+                except Exception as ex2:
+                    logger.warning("reconnect_failed callback failed: %s", self._describe(ex2))
+            return
+        if not self._core.connected(ticket, conn, monotonic() - t0):
+            await close_quietly_async(conn)
+
+    async def _connect(self, timeout: float | None = None) -> ACT:
+        """A new connection, configured, not yet lent."""
+        conninfo = self.conninfo
+        if callable(conninfo):
+            conninfo = await _maybe_await(conninfo())
+        kwargs = self.kwargs
+        if callable(kwargs):
+            kwargs = await _maybe_await(kwargs())
+        kwargs = dict(kwargs) if kwargs else {}
+        if timeout:
+            kwargs["connect_timeout"] = max(round(timeout), 1)
+        conn = cast("ACT", await self.connection_class.connect(conninfo or "", **kwargs))
+        conn._pool = self  # type: ignore[assignment]
+        try:
+            if self._configure is not None:
+                await self._configure(conn)
+                status = conn.pgconn.transaction_status
+                if status != _IDLE:
+                    raise e.ProgrammingError(
+                        f"connection left in status {TransactionStatus(status).name}"
+                        f" by configure function {self._configure}: discarded"
+                    )
+        except BaseException:
+            await close_quietly_async(conn)
+            raise
+        conn._pool = None
+        return conn
+
+
+class _AsyncConnectionContext(Generic[ACT]):
+    """What `pool.connection()` returns: a connection lent for an async block."""
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: AsyncConnectionPool[ACT], timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: ACT | None = None
+
+    async def __aenter__(self) -> ACT:
+        self._conn = conn = await self._pool.getconn(self._timeout)
+        return conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        try:
+            status = conn.pgconn.transaction_status
+            if status != _IDLE and status != _UNKNOWN:
+                if exc_type is None:
+                    await conn.commit()
+                else:
+                    try:
+                        await conn.rollback()
+                    except Exception as ex:
+                        logger.warning("error ignored in rollback: %s", ex.__class__.__name__)
+        finally:
+            await self._pool.putconn(conn)
