@@ -16,7 +16,7 @@ fn main() {
     for i in 1..=4u64 {
         match pool.next_action(Duration::ZERO) {
             Some(Action::Create(t)) => {
-                let _ = pool.connected(t, i * 16, (i * 16) as usize, Duration::ZERO);
+                let _ = pool.connected(t, i * 16, (i * 16) as usize, -1, Duration::ZERO);
             }
             other => panic!("expected a create action, got {other:?}"),
         }

@@ -36,6 +36,15 @@ pub struct Config {
     /// Null pool: connections are not kept after use; the requesting thread
     /// opens its own connection when there is capacity.
     pub null: bool,
+    /// Liveness check on checkout: a connection idle for longer than this
+    /// has its socket polled (no query); `None` turns the check off.
+    pub liveness_bypass: Option<Duration>,
+    /// Idle connections unused for this long are pinged in the background;
+    /// `None` turns keepalive pings off.
+    pub keepalive_interval: Option<Duration>,
+    /// A lease held longer than this is reported once as a leak; `None`
+    /// turns leak detection off.
+    pub leak_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -53,6 +62,9 @@ impl Default for Config {
             max_uses: 0,
             grow_concurrency: 1,
             null: false,
+            liveness_bypass: None,
+            keepalive_interval: None,
+            leak_timeout: None,
         }
     }
 }
@@ -136,6 +148,18 @@ impl Config {
                 self.lifetime_jitter,
                 "must be in [0, 1)",
             ));
+        }
+        for (param, value) in [
+            ("keepalive_interval", self.keepalive_interval),
+            ("leak_timeout", self.leak_timeout),
+        ] {
+            if value.is_some_and(|d| d.is_zero()) {
+                return Err(ConfigError::new(
+                    param,
+                    0,
+                    "must be greater than 0 (or None)",
+                ));
+            }
         }
         if self.grow_concurrency == 0 {
             return Err(ConfigError::new(

@@ -28,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 mod jitter;
+pub mod liveness;
 pub mod maintenance;
 mod pool;
 mod slot;

@@ -60,6 +60,15 @@ pub enum Action<T> {
     Create(Ticket),
     /// Close this connection (it is no longer counted).
     Close(T, CloseReason),
+    /// Ping the connection held by this ticket (`claim_validation`), then
+    /// give it back with `checkin`, or `discard` it if the ping failed.
+    Validate(Ticket),
+    /// The lease of the connection with this key has been held for `held`
+    /// (longer than leak_timeout): report it, once.
+    Leak {
+        key: usize,
+        held: std::time::Duration,
+    },
     /// The pool closed and nothing is left to do: the worker should exit.
     Stop,
 }

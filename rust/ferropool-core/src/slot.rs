@@ -17,6 +17,8 @@
 //!   gets ownership back through the `InUse -> Returning` compare-and-set.
 //! - `Returning`, `Retiring`: the thread processing the return or removal.
 //! - `Handoff`: the waiter the connection was granted to.
+//! - `Validating`: the holder of a validation ticket (a worker pinging a
+//!   connection whose socket looked suspect, or due for a keepalive).
 
 use crate::clock::Nanos;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, UnsafeCell};
@@ -33,6 +35,9 @@ pub enum Phase {
     Returning = 4,
     Handoff = 5,
     Retiring = 6,
+    /// Being validated (liveness or keepalive ping): owned by the ticket
+    /// holder, like `Reserved`.
+    Validating = 7,
 }
 
 const PHASE_BITS: u32 = 3;
@@ -47,7 +52,8 @@ pub fn phase_of(word: u64) -> Phase {
         3 => Phase::InUse,
         4 => Phase::Returning,
         5 => Phase::Handoff,
-        _ => Phase::Retiring,
+        6 => Phase::Retiring,
+        _ => Phase::Validating,
     }
 }
 
@@ -64,7 +70,8 @@ pub struct SlotData<T> {
     pub created_at: Nanos,
     pub drain_generation: u64,
     pub uses: u64,
-    pub leased_at: Nanos,
+    /// The connection's socket, polled for liveness (-1: unknown).
+    pub fd: i32,
     /// The lease was taken by the pool itself (`check()`), not a borrower.
     pub internal_lease: bool,
     /// Reconnection attempt state while `Reserved`.
@@ -78,7 +85,7 @@ impl<T> SlotData<T> {
             created_at: 0,
             drain_generation: 0,
             uses: 0,
-            leased_at: 0,
+            fd: -1,
             internal_lease: false,
             attempt: None,
         }
@@ -97,6 +104,14 @@ pub struct Slot<T> {
     pub(crate) last_returned: AtomicU64,
     /// When the connection must be retired; read by the idle sweep.
     pub(crate) expires_at: AtomicU64,
+    /// When the connection was last lent; read by the leak sweep.
+    pub(crate) lent_at: AtomicU64,
+    /// The `lent_at` of the lease already reported as a leak, so a lease
+    /// is reported once.
+    pub(crate) leak_reported: AtomicU64,
+    /// The connection's socket + 1 (0: none), readable without owning the
+    /// slot: after fork(), the child neutralises inherited sockets.
+    pub(crate) socket: AtomicU64,
     data: UnsafeCell<SlotData<T>>,
 }
 
@@ -119,6 +134,9 @@ impl<T> Slot<T> {
             key: AtomicUsize::new(0),
             last_returned: AtomicU64::new(0),
             expires_at: AtomicU64::new(0),
+            lent_at: AtomicU64::new(0),
+            leak_reported: AtomicU64::new(0),
+            socket: AtomicU64::new(0),
             data: UnsafeCell::new(SlotData::empty()),
         }
     }

@@ -17,6 +17,13 @@ pub struct Counters {
     pub connections_ns: AtomicU64,
     pub connections_errors: AtomicU64,
     pub connections_lost: AtomicU64,
+    pub connections_retired: AtomicU64,
+    pub liveness_polls: AtomicU64,
+    pub liveness_suspects: AtomicU64,
+    pub keepalive_pings: AtomicU64,
+    pub leaks_detected: AtomicU64,
+    pub leaks_reclaimed: AtomicU64,
+    pub failovers: AtomicU64,
 }
 
 #[inline]
@@ -42,11 +49,19 @@ pub struct Stats {
     pub connections_ms: u64,
     pub connections_errors: u64,
     pub connections_lost: u64,
+    pub connections_retired: u64,
+    pub liveness_polls: u64,
+    pub liveness_suspects: u64,
+    pub keepalive_pings: u64,
+    pub leaks_detected: u64,
+    pub leaks_reclaimed: u64,
+    pub failovers: u64,
+    pub paused: u64,
 }
 
 impl Stats {
-    /// (key, value) pairs in psycopg_pool's naming.
-    pub fn entries(&self) -> [(&'static str, u64); 15] {
+    /// (key, value) pairs: psycopg_pool's keys first, then ferropool's.
+    pub fn entries(&self) -> [(&'static str, u64); 23] {
         [
             ("pool_min", self.pool_min),
             ("pool_max", self.pool_max),
@@ -63,6 +78,14 @@ impl Stats {
             ("connections_ms", self.connections_ms),
             ("connections_errors", self.connections_errors),
             ("connections_lost", self.connections_lost),
+            ("connections_retired", self.connections_retired),
+            ("liveness_polls", self.liveness_polls),
+            ("liveness_suspects", self.liveness_suspects),
+            ("keepalive_pings", self.keepalive_pings),
+            ("leaks_detected", self.leaks_detected),
+            ("leaks_reclaimed", self.leaks_reclaimed),
+            ("failovers", self.failovers),
+            ("paused", self.paused),
         ]
     }
 }
@@ -87,5 +110,12 @@ impl Counters {
         out.connections_ms = take(&self.connections_ns) / 1_000_000;
         out.connections_errors = take(&self.connections_errors);
         out.connections_lost = take(&self.connections_lost);
+        out.connections_retired = take(&self.connections_retired);
+        out.liveness_polls = take(&self.liveness_polls);
+        out.liveness_suspects = take(&self.liveness_suspects);
+        out.keepalive_pings = take(&self.keepalive_pings);
+        out.leaks_detected = take(&self.leaks_detected);
+        out.leaks_reclaimed = take(&self.leaks_reclaimed);
+        out.failovers = take(&self.failovers);
     }
 }

@@ -30,6 +30,9 @@ enum Op {
     Drain,
     Resize { min: usize, max: usize },
     Check,
+    Pause,
+    Resume,
+    Failover,
     Close,
 }
 
@@ -44,6 +47,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Drain),
         1 => (0usize..4, 1usize..6).prop_map(|(min, max)| Op::Resize { min, max: max.max(min) }),
         1 => Just(Op::Check),
+        1 => Just(Op::Pause),
+        2 => Just(Op::Resume),
+        1 => Just(Op::Failover),
         1 => Just(Op::Close),
     ]
 }
@@ -67,6 +73,10 @@ impl Model {
     fn new(min: usize, max: usize) -> Self {
         let mut cfg = config(min, max);
         cfg.grow_concurrency = 2;
+        // Every idle connection is due for a keepalive ping, so the model
+        // also exercises validation tickets.
+        cfg.keepalive_interval = Some(Duration::from_nanos(1));
+        cfg.leak_timeout = Some(Duration::from_nanos(1));
         cfg.reconnect_timeout = Duration::from_secs(3600);
         let pool = Pool::new(cfg).unwrap();
         pool.open().unwrap();
@@ -137,13 +147,29 @@ impl Model {
                     self.opened += 1;
                     let p = self.opened;
                     if let Connected::Refused(p) =
-                        self.pool.connected(t, p, p as usize, Duration::ZERO)
+                        self.pool.connected(t, p, p as usize, -1, Duration::ZERO)
                     {
                         self.close_all(vec![p]);
                     }
                 }
                 Some(Action::Close(p, _)) => self.close_all(vec![p]),
-                Some(Action::Stop) | None => {}
+                Some(Action::Validate(t)) => {
+                    if let Some(l) = self.pool.claim_validation(t, |c| *c) {
+                        let c = l.value;
+                        let p = if fail {
+                            self.pool
+                                .discard(c as usize, |x| *x == c, Loss::FoundBroken)
+                                .unwrap()
+                        } else {
+                            match self.pool.checkin(c as usize, |x| *x == c).unwrap() {
+                                Checkin::Kept => None,
+                                Checkin::Close(p, _) => Some(p),
+                            }
+                        };
+                        self.close_all(p.into_iter().collect());
+                    }
+                }
+                Some(Action::Leak { .. } | Action::Stop) | None => {}
             },
             Op::Drain => {
                 let p = self.pool.drain();
@@ -169,6 +195,12 @@ impl Model {
                     }
                 }
             }
+            Op::Pause => self.pool.pause(),
+            Op::Resume => self.pool.resume(),
+            Op::Failover => {
+                let p = self.pool.failover();
+                self.close_all(p);
+            }
             Op::Close => {
                 let p = self.pool.close();
                 self.close_all(p);
@@ -190,6 +222,7 @@ impl Model {
             "transient phase left behind: {phases:?}"
         );
         let (reserved, idle, in_use, handoff) = (phases[1], phases[2], phases[3], phases[5]);
+        let validating = phases[7];
         assert_eq!(in_use, self.held.len(), "lent slots vs held payloads");
         let granted = self
             .waits
@@ -199,19 +232,23 @@ impl Model {
         assert!(handoff <= granted, "handoff slots without a granted waiter");
 
         let size = self.pool.size();
-        assert_eq!(size, reserved + idle + in_use + handoff, "size accounting");
+        assert_eq!(
+            size,
+            reserved + idle + in_use + handoff + validating,
+            "size accounting"
+        );
         let max = self.pool.max_size();
         if !self.resized_down {
             assert!(size <= max, "size {size} above max_size {max}");
         } else {
             assert!(
-                size <= max || size - max <= in_use + handoff + reserved,
+                size <= max || size - max <= in_use + handoff + reserved + validating,
                 "size {size} above max_size {max} beyond lent/opening"
             );
         }
 
         // Conservation: every payload opened is somewhere, exactly once.
-        let in_pool = (idle + in_use + handoff + self.pool.queued_closes()) as u64;
+        let in_pool = (idle + in_use + handoff + validating + self.pool.queued_closes()) as u64;
         assert_eq!(
             self.opened,
             in_pool + self.closed.len() as u64,

@@ -364,7 +364,7 @@ fn null_pool_lends_a_ticket_then_closes_on_return() {
     else {
         panic!("null pools connect on the caller");
     };
-    pool.connected_to_caller(ticket, 7, 7, Duration::ZERO, |_| ())
+    pool.connected_to_caller(ticket, 7, 7, -1, Duration::ZERO, |_| ())
         .unwrap();
     // Full: the next request queues, and is handed the returned one.
     let Begin::Wait(t) = pool

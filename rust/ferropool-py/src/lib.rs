@@ -19,6 +19,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ACTION_CREATE", pool::ACTION_CREATE)?;
     m.add("ACTION_CLOSE", pool::ACTION_CLOSE)?;
     m.add("ACTION_STOP", pool::ACTION_STOP)?;
+    m.add("ACTION_VALIDATE", pool::ACTION_VALIDATE)?;
+    m.add("ACTION_LEAK", pool::ACTION_LEAK)?;
     m.add("MAX_POOL_SIZE", ferropool_core::config::MAX_POOL_SIZE)?;
     Ok(())
 }

@@ -18,6 +18,8 @@ use crate::wait;
 pub const ACTION_CREATE: u8 = 1;
 pub const ACTION_CLOSE: u8 = 2;
 pub const ACTION_STOP: u8 = 3;
+pub const ACTION_VALIDATE: u8 = 4;
+pub const ACTION_LEAK: u8 = 5;
 
 type Conn = Py<PyAny>;
 
@@ -100,8 +102,15 @@ fn key(conn: &Bound<'_, PyAny>) -> usize {
     conn.as_ptr() as usize
 }
 
-/// Actions a worker carries out: (kind, ticket, connection, reason).
-type ActionTuple = (u8, Option<Py<Ticket>>, Option<Conn>, Option<&'static str>);
+/// Actions a worker carries out: (kind, ticket, connection, detail).
+/// `detail` is the close reason, or for a leak `(key, seconds held)`.
+type ActionTuple = (u8, Option<Py<Ticket>>, Option<Conn>, Option<Py<PyAny>>);
+
+fn optional_seconds(param: &'static str, value: Option<f64>) -> PyResult<Option<Duration>> {
+    value
+        .map(|v| seconds(param, v).map_err(config_to_py))
+        .transpose()
+}
 
 #[pymethods]
 impl Core {
@@ -109,7 +118,8 @@ impl Core {
     #[pyo3(signature = (
         *, name, min_size, max_size, max_waiting = 0, max_lifetime = 3600.0,
         max_idle = 600.0, reconnect_timeout = 300.0, null = false, max_uses = 0,
-        grow_concurrency = 1, lifetime_jitter = 0.05
+        grow_concurrency = 1, lifetime_jitter = 0.05, liveness_bypass = None,
+        keepalive_interval = None, leak_timeout = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -124,6 +134,9 @@ impl Core {
         max_uses: i64,
         grow_concurrency: i64,
         lifetime_jitter: f64,
+        liveness_bypass: Option<f64>,
+        keepalive_interval: Option<f64>,
+        leak_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let config = Config {
             name,
@@ -138,6 +151,9 @@ impl Core {
             max_uses: size_arg("max_uses", max_uses)? as u64,
             grow_concurrency: size_arg("grow_concurrency", grow_concurrency)?,
             null,
+            liveness_bypass: optional_seconds("liveness_bypass", liveness_bypass)?,
+            keepalive_interval: optional_seconds("keepalive_interval", keepalive_interval)?,
+            leak_timeout: optional_seconds("leak_timeout", leak_timeout)?,
         };
         let pool = Pool::new(config).map_err(config_to_py)?;
         Ok(Self { pool })
@@ -265,28 +281,87 @@ impl Core {
     fn next_action(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<ActionTuple>> {
         let timeout = seconds("timeout", timeout).map_err(config_to_py)?;
         let action = py.detach(|| self.pool.next_action(timeout));
+        let ticket = |t| Py::new(py, Ticket { inner: t });
         Ok(match action {
             None => None,
-            Some(Action::Create(t)) => Some((
-                ACTION_CREATE,
-                Some(Py::new(py, Ticket { inner: t })?),
+            Some(Action::Create(t)) => Some((ACTION_CREATE, Some(ticket(t)?), None, None)),
+            Some(Action::Validate(t)) => Some((ACTION_VALIDATE, Some(ticket(t)?), None, None)),
+            Some(Action::Close(conn, reason)) => Some((
+                ACTION_CLOSE,
                 None,
-                None,
+                Some(conn),
+                Some(reason.as_str().into_pyobject(py)?.into_any().unbind()),
             )),
-            Some(Action::Close(conn, reason)) => {
-                Some((ACTION_CLOSE, None, Some(conn), Some(reason.as_str())))
-            }
+            Some(Action::Leak { key, held }) => Some((
+                ACTION_LEAK,
+                None,
+                None,
+                Some(
+                    (key, held.as_secs_f64())
+                        .into_pyobject(py)?
+                        .into_any()
+                        .unbind(),
+                ),
+            )),
             Some(Action::Stop) => Some((ACTION_STOP, None, None, None)),
         })
     }
 
+    /// Take the connection of a validation ticket (lent to the pool itself)
+    /// to ping it; give it back with checkin() or discard(conn, False).
+    /// None if the ticket is stale.
+    fn claim_validation(&self, py: Python<'_>, ticket: &Ticket) -> Option<Conn> {
+        self.pool
+            .claim_validation(ticket.inner, |c| c.clone_ref(py))
+            .map(|l| l.value)
+    }
+
+    /// Take back a lent connection that its borrower lost (garbage) without
+    /// returning it; counted as reclaimed. The caller closes it.
+    fn reclaim(&self, py: Python<'_>, conn: &Bound<'_, PyAny>) -> PyResult<()> {
+        let ptr = conn.as_ptr();
+        self.pool
+            .reclaim(key(conn), |p| p.as_ptr() == ptr)
+            .map(drop)
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// The server is going away or changed role: retire every connection
+    /// opened before now. Returns the idle ones for the caller to close.
+    fn failover(&self) -> Vec<Conn> {
+        self.pool.failover()
+    }
+
+    /// The sockets of every connection the pool counts (for fork safety).
+    fn sockets(&self) -> Vec<i32> {
+        self.pool.sockets()
+    }
+
+    /// Hold back new checkouts until resume().
+    fn pause(&self) {
+        self.pool.pause();
+    }
+
+    /// Serve the requests queued during a pause, oldest first.
+    fn resume(&self) {
+        self.pool.resume();
+    }
+
     /// Report a connection opened on `ticket`. False if the pool no longer
     /// wants it (closed): the caller closes it.
-    fn connected(&self, ticket: &Ticket, conn: &Bound<'_, PyAny>, took: f64) -> bool {
+    #[pyo3(signature = (ticket, conn, took, fd = None))]
+    fn connected(
+        &self,
+        ticket: &Ticket,
+        conn: &Bound<'_, PyAny>,
+        took: f64,
+        fd: Option<i32>,
+    ) -> bool {
+        let fd = fd.unwrap_or(-1);
         let took = Duration::try_from_secs_f64(took.max(0.0)).unwrap_or_default();
         matches!(
             self.pool
-                .connected(ticket.inner, conn.clone().unbind(), key(conn), took),
+                .connected(ticket.inner, conn.clone().unbind(), key(conn), fd, took),
             Connected::Added
         )
     }
@@ -305,10 +380,25 @@ impl Core {
 
     /// Null pools: the caller opened `conn` on its ticket; lend it to the
     /// caller. False if the pool closed meanwhile (the caller closes it).
-    fn connected_to_caller(&self, ticket: &Ticket, conn: &Bound<'_, PyAny>, took: f64) -> bool {
+    #[pyo3(signature = (ticket, conn, took, fd = None))]
+    fn connected_to_caller(
+        &self,
+        ticket: &Ticket,
+        conn: &Bound<'_, PyAny>,
+        took: f64,
+        fd: Option<i32>,
+    ) -> bool {
+        let fd = fd.unwrap_or(-1);
         let took = Duration::try_from_secs_f64(took.max(0.0)).unwrap_or_default();
         self.pool
-            .connected_to_caller(ticket.inner, conn.clone().unbind(), key(conn), took, |_| ())
+            .connected_to_caller(
+                ticket.inner,
+                conn.clone().unbind(),
+                key(conn),
+                fd,
+                took,
+                |_| (),
+            )
             .is_ok()
     }
 
@@ -476,6 +566,47 @@ impl Core {
     fn set_max_uses(&self, value: i64) -> PyResult<()> {
         self.pool.set_max_uses(size_arg("max_uses", value)? as u64);
         Ok(())
+    }
+
+    #[getter]
+    fn get_liveness_bypass(&self) -> Option<f64> {
+        self.pool.liveness_bypass().map(|d| d.as_secs_f64())
+    }
+
+    #[setter]
+    fn set_liveness_bypass(&self, value: Option<f64>) -> PyResult<()> {
+        self.pool
+            .set_liveness_bypass(optional_seconds("liveness_bypass", value)?);
+        Ok(())
+    }
+
+    #[getter]
+    fn get_keepalive_interval(&self) -> Option<f64> {
+        self.pool.keepalive_interval().map(|d| d.as_secs_f64())
+    }
+
+    #[setter]
+    fn set_keepalive_interval(&self, value: Option<f64>) -> PyResult<()> {
+        self.pool
+            .set_keepalive_interval(optional_seconds("keepalive_interval", value)?)
+            .map_err(config_to_py)
+    }
+
+    #[getter]
+    fn get_leak_timeout(&self) -> Option<f64> {
+        self.pool.leak_timeout().map(|d| d.as_secs_f64())
+    }
+
+    #[setter]
+    fn set_leak_timeout(&self, value: Option<f64>) -> PyResult<()> {
+        self.pool
+            .set_leak_timeout(optional_seconds("leak_timeout", value)?)
+            .map_err(config_to_py)
+    }
+
+    #[getter]
+    fn paused(&self) -> bool {
+        self.pool.is_paused()
     }
 
     /// The last error met opening a connection since the last success.

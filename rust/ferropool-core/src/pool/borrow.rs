@@ -66,13 +66,14 @@ impl<T: Send> Pool<T> {
             return Ok(None);
         }
         Ok(self
-            .take_idle(false)
+            .take_idle()
             .map(|(owned, now)| self.lend(owned, now, false, read)))
     }
 
-    /// Take the first idle slot that may still be lent, retiring expired
-    /// ones on the way. The slot comes back `InUse`-bound but still owned.
-    pub(super) fn take_idle(&self, sweep_all: bool) -> Option<(Owned<'_, T>, Nanos)> {
+    /// Take the first idle slot that may be lent: expired ones are retired
+    /// and suspect ones (see `liveness`) sent for validation on the way.
+    /// The slot comes back still owned, ready for `lend`.
+    pub(super) fn take_idle(&self) -> Option<(Owned<'_, T>, Nanos)> {
         let mut now = None;
         for (id, slot) in self.slots.iter() {
             let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) else {
@@ -80,18 +81,50 @@ impl<T: Send> Pool<T> {
             };
             self.idle.fetch_sub(1, Ordering::SeqCst);
             let t = *now.get_or_insert_with(|| self.now());
-            match self.retire_reason(&owned, t) {
-                None => return Some((owned, t)),
-                Some(reason) => {
-                    let actions = self.retire(owned, reason);
-                    self.push_actions(actions);
-                    if sweep_all {
-                        continue;
-                    }
-                }
+            if let Some(reason) = self.retire_reason(&owned, t) {
+                let actions = self.retire(owned, reason);
+                self.push_actions(actions);
+                continue;
             }
+            if self.looks_dead(&owned, t) {
+                let ticket = self.to_validation(owned);
+                self.push_actions([Action::Validate(ticket)]);
+                continue;
+            }
+            return Some((owned, t));
         }
         None
+    }
+
+    /// Liveness: poll the socket of a connection idle past the bypass
+    /// window. Cheap (one non-blocking syscall) and only off the hottest
+    /// path: a connection reused within the window is not polled.
+    fn looks_dead(&self, owned: &Owned<'_, T>, now: Nanos) -> bool {
+        let bypass = self.liveness_bypass_ns.load(Ordering::Relaxed);
+        let idle_for = now.saturating_sub(owned.slot().last_returned.load(Ordering::Relaxed));
+        if idle_for < bypass {
+            return false;
+        }
+        let fd = owned.read(|d| d.fd);
+        if fd < 0 {
+            return false;
+        }
+        bump(&self.counters.liveness_polls, 1);
+        let dead = crate::liveness::socket_looks_dead(fd);
+        if dead {
+            bump(&self.counters.liveness_suspects, 1);
+        }
+        dead
+    }
+
+    /// Park an owned slot for validation; the ticket goes to a worker.
+    pub(super) fn to_validation(&self, mut owned: Owned<'_, T>) -> Ticket {
+        owned.advance(Phase::Validating);
+        let id = owned.id();
+        Ticket {
+            id,
+            word: owned.park(),
+        }
     }
 
     /// Hand an owned slot to a borrower.
@@ -103,9 +136,9 @@ impl<T: Send> Pool<T> {
         read: impl FnOnce(&T) -> R,
     ) -> Lent<R> {
         let id = owned.id();
+        owned.slot().lent_at.store(now, Ordering::Relaxed);
         let value = owned.with(|d| {
             d.uses += 1;
-            d.leased_at = now;
             d.internal_lease = internal;
             read(d.payload.as_ref().expect("a lent slot holds a connection"))
         });
@@ -127,7 +160,7 @@ impl<T: Send> Pool<T> {
         let deadline = now.saturating_add(saturating_nanos(timeout));
         let mut queue = lock(&self.queue);
         self.check_open()?;
-        if self.null {
+        if self.null && !self.is_paused() {
             if let Some(ticket) = self.reserve() {
                 return Ok(Begin::Connect(ticket));
             }
@@ -136,8 +169,8 @@ impl<T: Send> Pool<T> {
         // pairs with a return publishing `Idle` then reading `waiting`.
         self.waiting.fetch_add(1, Ordering::SeqCst);
         store_load_barrier();
-        if queue.is_empty() {
-            if let Some((owned, t)) = self.take_idle(true) {
+        if queue.is_empty() && !self.is_paused() {
+            if let Some((owned, t)) = self.take_idle() {
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
                 return Ok(Begin::Ready(self.lend(owned, t, false, read)));
             }

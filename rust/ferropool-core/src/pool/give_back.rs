@@ -116,7 +116,8 @@ impl<T: Send> Pool<T> {
     }
 
     fn count_usage(&self, owned: &Owned<'_, T>, now: Nanos) {
-        let (internal, leased_at) = owned.read(|d| (d.internal_lease, d.leased_at));
+        let internal = owned.read(|d| d.internal_lease);
+        let leased_at = owned.slot().lent_at.load(Ordering::Relaxed);
         if !internal {
             bump(&self.counters.usage_ns, now.saturating_sub(leased_at));
         }
@@ -161,7 +162,10 @@ impl<T: Send> Pool<T> {
         owned.slot().last_returned.store(now, Ordering::Relaxed);
         let mut queue = lock(&self.queue);
         owned.advance(Phase::Handoff);
-        while let Some(w) = queue.pop_front() {
+        while !self.is_paused() {
+            let Some(w) = queue.pop_front() else {
+                break;
+            };
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             if w.grant(owned.id(), owned.word()) {
                 let _granted = owned.park();
@@ -180,7 +184,7 @@ impl<T: Send> Pool<T> {
     /// [`Available::finish`].
     pub(super) fn make_available(&self, owned: Owned<'_, T>, now: Nanos) -> Available<T> {
         owned.slot().last_returned.store(now, Ordering::Relaxed);
-        let owned = if self.waiting.load(Ordering::SeqCst) > 0 {
+        let owned = if self.grantable() {
             let mut queue = lock(&self.queue);
             match self.grant_oldest(&mut queue, owned) {
                 Ok(w) => return Available::Granted(w),
@@ -208,7 +212,7 @@ impl<T: Send> Pool<T> {
         // Dekker half: a request may have queued between our read of
         // `waiting` and the publish; it will not see this slot unless we
         // hand it over ourselves.
-        if self.waiting.load(Ordering::SeqCst) > 0 {
+        if self.grantable() {
             self.rescue();
         }
         Available::Idle
@@ -240,8 +244,8 @@ impl<T: Send> Pool<T> {
         let mut woken = Vec::new();
         {
             let mut queue = lock(&self.queue);
-            while !queue.is_empty() {
-                let Some((owned, _)) = self.take_idle(true) else {
+            while !queue.is_empty() && !self.is_paused() {
+                let Some((owned, _)) = self.take_idle() else {
                     break;
                 };
                 match self.grant_oldest(&mut queue, owned) {
@@ -278,6 +282,12 @@ impl<T: Send> Pool<T> {
         mut owned: Owned<'_, T>,
         reason: CloseReason,
     ) -> (Option<T>, Option<Ticket>) {
+        if matches!(
+            reason,
+            CloseReason::Expired | CloseReason::Drained | CloseReason::MaxUses
+        ) {
+            bump(&self.counters.connections_retired, 1);
+        }
         let replace = self.is_open()
             && !self.null
             && !matches!(reason, CloseReason::Idle | CloseReason::Resized)
@@ -307,7 +317,7 @@ impl<T: Send> Pool<T> {
             return;
         }
         let mut tickets = self.fill_to_min();
-        if self.waiting.load(Ordering::SeqCst) > 0 {
+        if self.grantable() {
             let queue = lock(&self.queue);
             tickets.extend(self.grow_for_waiters(queue.len()));
         }

@@ -50,10 +50,16 @@ impl<T: Send> Pool<T> {
                 let tickets = self.fill_to_min();
                 self.push_actions(tickets.into_iter().map(Action::Create));
                 if !self.null {
-                    let due = self
-                        .now()
-                        .saturating_add(self.max_idle_ns.load(Ordering::Relaxed));
-                    self.schedule(due, Timer::IdleSweep);
+                    let first = [
+                        self.max_idle_ns.load(Ordering::Relaxed),
+                        self.keepalive_ns.load(Ordering::Relaxed),
+                        self.leak_timeout_ns.load(Ordering::Relaxed),
+                    ]
+                    .into_iter()
+                    .filter(|d| *d != super::OFF)
+                    .min()
+                    .unwrap_or(u64::MAX);
+                    self.schedule(self.now().saturating_add(first), Timer::IdleSweep);
                 }
                 Ok(())
             }
@@ -91,6 +97,7 @@ impl<T: Send> Pool<T> {
             }
         }
         let mut tickets = Vec::new();
+        let mut validations = Vec::new();
         {
             let mut m = lock(&self.maint);
             m.stopping = true;
@@ -99,7 +106,8 @@ impl<T: Send> Pool<T> {
                 match action {
                     Action::Close(p, _) => payloads.push(p),
                     Action::Create(t) => tickets.push(t),
-                    Action::Stop => {}
+                    Action::Validate(t) => validations.push(t),
+                    Action::Leak { .. } | Action::Stop => {}
                 }
             }
         }
@@ -108,6 +116,11 @@ impl<T: Send> Pool<T> {
             // worker's `connected` will find the pool closed instead.
             if let Some(owned) = self.slot_of(t.id).claim(t.id, t.word, Phase::Reserved) {
                 self.creating.fetch_sub(1, Ordering::SeqCst);
+                payloads.extend(self.release_slot(owned));
+            }
+        }
+        for t in validations {
+            if let Some(owned) = self.slot_of(t.id).claim(t.id, t.word, Phase::Retiring) {
                 payloads.extend(self.release_slot(owned));
             }
         }
@@ -191,12 +204,14 @@ impl<T: Send> Pool<T> {
     }
 
     /// Put a new connection in the slot reserved by `ticket`. `key`
-    /// identifies the payload on return (non-zero, unique while alive).
+    /// identifies the payload on return (non-zero, unique while alive);
+    /// `fd` is its socket, for liveness polls (-1 if unknown).
     pub fn connected(
         &self,
         ticket: Ticket,
         payload: T,
         key: usize,
+        fd: i32,
         took: Duration,
     ) -> Connected<T> {
         let Some(mut owned) = self.claim_ticket(ticket) else {
@@ -212,7 +227,7 @@ impl<T: Send> Pool<T> {
             return Connected::Refused(payload);
         }
         let now = self.now();
-        self.install(&mut owned, payload, key, now);
+        self.install(&mut owned, payload, key, fd, now);
         *lock(&self.last_connect_error) = None;
         lock(&self.maint).expedite_retries(now);
         self.maint_cond.notify_all();
@@ -230,6 +245,7 @@ impl<T: Send> Pool<T> {
         ticket: Ticket,
         payload: T,
         key: usize,
+        fd: i32,
         took: Duration,
         read: impl FnOnce(&T) -> R,
     ) -> Result<Lent<R>, T> {
@@ -244,7 +260,7 @@ impl<T: Send> Pool<T> {
             return Err(payload);
         }
         let now = self.now();
-        self.install(&mut owned, payload, key, now);
+        self.install(&mut owned, payload, key, fd, now);
         Ok(self.lend(owned, now, false, read))
     }
 
@@ -254,7 +270,7 @@ impl<T: Send> Pool<T> {
             .claim(ticket.id, ticket.word, Phase::Reserved)
     }
 
-    fn install(&self, owned: &mut Owned<'_, T>, payload: T, key: usize, now: Nanos) {
+    fn install(&self, owned: &mut Owned<'_, T>, payload: T, key: usize, fd: i32, now: Nanos) {
         let lifetime = self.max_lifetime_ns.load(Ordering::Relaxed) as f64;
         let jittered = self.jitter.scale(lifetime, -self.lifetime_jitter, 0.0);
         let expires_at = if jittered >= u64::MAX as f64 {
@@ -270,9 +286,14 @@ impl<T: Send> Pool<T> {
             d.uses = 0;
             d.attempt = None;
             d.internal_lease = false;
+            d.fd = fd;
         });
         owned.slot().expires_at.store(expires_at, Ordering::SeqCst);
         owned.slot().key.store(key, Ordering::SeqCst);
+        owned
+            .slot()
+            .socket
+            .store(u64::try_from(fd).map_or(0, |f| f + 1), Ordering::SeqCst);
     }
 
     /// A connection attempt on `ticket` failed with `message` (already
@@ -337,6 +358,71 @@ impl<T: Send> Pool<T> {
         bump(&self.counters.connections_errors, 1);
         *lock(&self.last_connect_error) = Some(message);
         let _ = self.release_slot(owned);
+    }
+
+    /// Take the connection held by a validation ticket, lent to the pool
+    /// itself; the caller pings it, then `checkin` or `discard(FoundBroken)`.
+    /// `None` if the ticket is stale (the pool closed meanwhile).
+    pub fn claim_validation<R>(
+        &self,
+        ticket: Ticket,
+        read: impl FnOnce(&T) -> R,
+    ) -> Option<Lent<R>> {
+        let owned = self
+            .slots
+            .get(ticket.id)?
+            .claim(ticket.id, ticket.word, Phase::Retiring)?;
+        Some(self.lend(owned, self.now(), true, read))
+    }
+
+    /// The server is going away or changed role: retire every connection
+    /// opened before now (idle ones are returned for the caller to close,
+    /// lent ones are retired when they come back) and open new ones.
+    pub fn failover(&self) -> Vec<T> {
+        bump(&self.counters.failovers, 1);
+        self.drain()
+    }
+
+    /// The sockets of every connection the pool counts (idle, lent, being
+    /// validated). For a child process after fork(): it must stop those
+    /// sockets from ever being written to, since they are the parent's.
+    pub fn sockets(&self) -> Vec<i32> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.phase() != Phase::Free)
+            .filter_map(|(_, s)| {
+                let v = s.socket.load(Ordering::SeqCst);
+                (v > 0).then(|| i32::try_from(v - 1).ok()).flatten()
+            })
+            .collect()
+    }
+
+    /// Hold back new checkouts: they queue until `resume()`. Connections
+    /// returned meanwhile go idle. Lent connections are unaffected.
+    pub fn pause(&self) {
+        let _queue = lock(&self.queue);
+        if !self.is_paused() {
+            self.waiting.fetch_add(super::PAUSE_BIAS, Ordering::SeqCst);
+        }
+    }
+
+    /// Serve the requests queued during a pause, oldest first.
+    pub fn resume(&self) {
+        {
+            let _queue = lock(&self.queue);
+            if self.is_paused() {
+                self.waiting.fetch_sub(super::PAUSE_BIAS, Ordering::SeqCst);
+            }
+        }
+        self.rescue();
+        self.after_capacity_change();
+    }
+
+    /// Run the idle sweep now (settings changed).
+    pub(super) fn kick_sweep(&self) {
+        if self.is_open() && !self.null {
+            self.schedule(self.now(), Timer::IdleSweep);
+        }
     }
 
     fn schedule(&self, due: Nanos, timer: Timer) {
@@ -420,12 +506,16 @@ impl<T: Send> Pool<T> {
         }
     }
 
-    /// Close idle connections above min_size unused for max_idle (oldest
-    /// first) and retire expired idle ones. Returns when to sweep next: the
-    /// moment the next idle connection would qualify.
+    /// The periodic sweep: report leases held past leak_timeout, retire
+    /// expired idle connections, close idle ones above min_size unused for
+    /// max_idle (oldest first), and send idle ones unused for
+    /// keepalive_interval to be pinged. Returns when to sweep next: the
+    /// moment the next connection would qualify for any of these.
     fn sweep(&self, now: Nanos) -> Nanos {
         let max_idle = self.max_idle_ns.load(Ordering::Relaxed);
         let mut next = now.saturating_add(max_idle);
+        let mut actions = self.find_leaks(now, &mut next);
+        let keepalive = self.keepalive_ns.load(Ordering::Relaxed);
         let mut idle: Vec<(Nanos, crate::slot::SlotId)> = self
             .slots
             .iter()
@@ -433,17 +523,21 @@ impl<T: Send> Pool<T> {
             .map(|(id, s)| (s.last_returned.load(Ordering::SeqCst), id))
             .collect();
         idle.sort_unstable();
-        let mut actions = Vec::new();
         let mut freed = false;
         for (last_returned, id) in idle {
             let slot = self.slot_of(id);
             let expires_at = slot.expires_at.load(Ordering::SeqCst);
             let surplus = self.size.load(Ordering::SeqCst) > self.min_size();
             let idle_too_long = last_returned.saturating_add(max_idle) <= now;
-            if expires_at > now && !(surplus && idle_too_long) {
+            let ping_due =
+                keepalive != super::OFF && last_returned.saturating_add(keepalive) <= now;
+            if expires_at > now && !(surplus && idle_too_long) && !ping_due {
                 next = next.min(expires_at);
                 if surplus {
                     next = next.min(last_returned.saturating_add(max_idle));
+                }
+                if keepalive != super::OFF {
+                    next = next.min(last_returned.saturating_add(keepalive));
                 }
                 continue;
             }
@@ -457,6 +551,10 @@ impl<T: Send> Pool<T> {
                 CloseReason::Expired
             } else if surplus && last_returned.saturating_add(max_idle) <= now {
                 CloseReason::Idle
+            } else if keepalive != super::OFF && last_returned.saturating_add(keepalive) <= now {
+                bump(&self.counters.keepalive_pings, 1);
+                actions.push(Action::Validate(self.to_validation(owned)));
+                continue;
             } else {
                 // Used meanwhile: keep it.
                 actions.extend(
@@ -476,6 +574,48 @@ impl<T: Send> Pool<T> {
             self.after_capacity_change();
         }
         next.max(now.saturating_add(1_000_000))
+    }
+
+    /// Leases held past leak_timeout and not reported yet, as actions.
+    fn find_leaks(&self, now: Nanos, next: &mut Nanos) -> Vec<Action<T>> {
+        let timeout = self.leak_timeout_ns.load(Ordering::Relaxed);
+        if timeout == super::OFF {
+            return Vec::new();
+        }
+        let mut leaks = Vec::new();
+        for (_, slot) in self.slots.iter() {
+            if slot.phase() != Phase::InUse {
+                continue;
+            }
+            let lent_at = slot.lent_at.load(Ordering::Relaxed);
+            let due = lent_at.saturating_add(timeout);
+            if due > now {
+                *next = (*next).min(due);
+                continue;
+            }
+            // Report each lease once: the first sweep to record its start
+            // wins.
+            if slot.leak_reported.swap(lent_at, Ordering::Relaxed) == lent_at {
+                continue;
+            }
+            bump(&self.counters.leaks_detected, 1);
+            leaks.push(Action::Leak {
+                key: slot.key.load(Ordering::Relaxed),
+                held: Duration::from_nanos(now.saturating_sub(lent_at)),
+            });
+        }
+        leaks
+    }
+
+    /// A lent connection was found unreachable by its borrower (garbage
+    /// collected without being returned): take it back as broken.
+    pub fn reclaim(
+        &self,
+        key: usize,
+        verify: impl FnOnce(&T) -> bool,
+    ) -> Result<Option<T>, PoolError> {
+        bump(&self.counters.leaks_reclaimed, 1);
+        self.discard(key, verify, crate::Loss::ReturnedBroken)
     }
 
     /// Block until at least min_size connections are idle, the pool

@@ -46,6 +46,13 @@ const NEW: usize = 0;
 const OPEN: usize = 1;
 const CLOSED: usize = 2;
 
+/// Added to `waiting` while the pool is paused, so the fast path's single
+/// `waiting != 0` test also sends requests to the queue during a pause.
+const PAUSE_BIAS: usize = 1 << 40;
+
+/// Stored in a duration setting to mean "off".
+const OFF: u64 = 0;
+
 /// A connection pool core holding payloads of type `T` (connections).
 pub struct Pool<T> {
     name: String,
@@ -59,7 +66,8 @@ pub struct Pool<T> {
     idle: AtomicUsize,
     /// Slots `Reserved`: connections being opened or waiting to retry.
     creating: AtomicUsize,
-    /// Requests in the waiter queue (equal to its length outside the lock).
+    /// Requests in the waiter queue (equal to its length outside the lock),
+    /// plus `PAUSE_BIAS` while paused.
     waiting: AtomicUsize,
     min_size: AtomicUsize,
     max_size: AtomicUsize,
@@ -68,6 +76,12 @@ pub struct Pool<T> {
     max_idle_ns: AtomicU64,
     reconnect_timeout_ns: AtomicU64,
     max_uses: AtomicU64,
+    /// Idle time after which a checkout polls the socket; `u64::MAX`: off.
+    liveness_bypass_ns: AtomicU64,
+    /// Idle time after which a connection is pinged; `OFF`: never.
+    keepalive_ns: AtomicU64,
+    /// Lease time after which a lease is reported as a leak; `OFF`: never.
+    leak_timeout_ns: AtomicU64,
     lifetime_jitter: f64,
     grow_concurrency: usize,
     null: bool,
@@ -118,6 +132,11 @@ impl<T: Send> Pool<T> {
             max_idle_ns: AtomicU64::new(saturating_nanos(config.max_idle)),
             reconnect_timeout_ns: AtomicU64::new(saturating_nanos(config.reconnect_timeout)),
             max_uses: AtomicU64::new(config.max_uses),
+            liveness_bypass_ns: AtomicU64::new(
+                config.liveness_bypass.map_or(u64::MAX, saturating_nanos),
+            ),
+            keepalive_ns: AtomicU64::new(config.keepalive_interval.map_or(OFF, saturating_nanos)),
+            leak_timeout_ns: AtomicU64::new(config.leak_timeout.map_or(OFF, saturating_nanos)),
             lifetime_jitter: config.lifetime_jitter,
             grow_concurrency: config.grow_concurrency,
             null: config.null,
@@ -232,6 +251,46 @@ impl<T: Send> Pool<T> {
         self.max_uses.store(n, Ordering::Relaxed);
     }
 
+    /// The liveness bypass window (None: liveness checks are off).
+    pub fn liveness_bypass(&self) -> Option<Duration> {
+        match self.liveness_bypass_ns.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    pub fn set_liveness_bypass(&self, d: Option<Duration>) {
+        self.liveness_bypass_ns
+            .store(d.map_or(u64::MAX, saturating_nanos), Ordering::Relaxed);
+    }
+
+    pub fn keepalive_interval(&self) -> Option<Duration> {
+        off_or(self.keepalive_ns.load(Ordering::Relaxed))
+    }
+
+    pub fn set_keepalive_interval(&self, d: Option<Duration>) -> Result<(), ConfigError> {
+        self.keepalive_ns
+            .store(on_or_off("keepalive_interval", d)?, Ordering::Relaxed);
+        self.kick_sweep();
+        Ok(())
+    }
+
+    pub fn leak_timeout(&self) -> Option<Duration> {
+        off_or(self.leak_timeout_ns.load(Ordering::Relaxed))
+    }
+
+    pub fn set_leak_timeout(&self, d: Option<Duration>) -> Result<(), ConfigError> {
+        self.leak_timeout_ns
+            .store(on_or_off("leak_timeout", d)?, Ordering::Relaxed);
+        self.kick_sweep();
+        Ok(())
+    }
+
+    /// Whether new checkouts are held back (`pause()`).
+    pub fn is_paused(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) >= PAUSE_BIAS
+    }
+
     /// Counters and measures; with `reset`, counters restart from zero.
     pub fn stats(&self, reset: bool) -> Stats {
         let mut s = Stats::default();
@@ -240,7 +299,8 @@ impl<T: Send> Pool<T> {
         s.pool_max = self.max_size() as u64;
         s.pool_size = self.size.load(Ordering::SeqCst) as u64;
         s.pool_available = self.available() as u64;
-        s.requests_waiting = self.waiting.load(Ordering::SeqCst) as u64;
+        s.requests_waiting = self.queued() as u64;
+        s.paused = u64::from(self.is_paused());
         s
     }
 
@@ -259,7 +319,21 @@ impl<T: Send> Pool<T> {
 
     /// Requests waiting in the queue.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::SeqCst)
+        self.queued()
+    }
+
+    /// Requests in the queue, without the pause bias.
+    #[inline]
+    fn queued(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst) % PAUSE_BIAS
+    }
+
+    /// Whether a returned connection may be granted to a queued request:
+    /// someone waits and the pool is not paused.
+    #[inline]
+    fn grantable(&self) -> bool {
+        let w = self.waiting.load(Ordering::SeqCst);
+        w > 0 && w < PAUSE_BIAS
     }
 
     /// The last error met opening a connection, if any since the last
@@ -278,8 +352,8 @@ impl<T: Send> Pool<T> {
     }
 
     /// Count of slots in each phase, for tests and diagnostics.
-    pub fn phase_counts(&self) -> [usize; 7] {
-        let mut counts = [0usize; 7];
+    pub fn phase_counts(&self) -> [usize; 8] {
+        let mut counts = [0usize; 8];
         for (_, s) in self.slots.iter() {
             counts[s.phase() as usize] += 1;
         }
@@ -358,6 +432,7 @@ impl<T: Send> Pool<T> {
             d.payload.take()
         });
         owned.slot().key.store(0, Ordering::SeqCst);
+        owned.slot().socket.store(0, Ordering::SeqCst);
         owned.publish(Phase::Free);
         self.size.fetch_sub(1, Ordering::SeqCst);
         payload
@@ -398,5 +473,21 @@ impl<T: Send> Pool<T> {
 
     fn now(&self) -> Nanos {
         self.clock.now()
+    }
+}
+
+fn off_or(n: u64) -> Option<Duration> {
+    (n != OFF).then(|| Duration::from_nanos(n))
+}
+
+fn on_or_off(param: &'static str, d: Option<Duration>) -> Result<u64, ConfigError> {
+    match d {
+        None => Ok(OFF),
+        Some(d) if d.is_zero() => Err(ConfigError::new(
+            param,
+            0,
+            "must be greater than 0 (or None)",
+        )),
+        Some(d) => Ok(saturating_nanos(d)),
     }
 }

@@ -23,6 +23,12 @@ pub fn config(min_size: usize, max_size: usize) -> Config {
 pub struct Driver {
     pub next_payload: u64,
     pub closed: Vec<u64>,
+    /// Sockets to give new connections, by payload (for liveness tests).
+    pub fds: std::collections::HashMap<u64, i32>,
+    /// Payloads whose validation ping fails.
+    pub broken: std::collections::HashSet<u64>,
+    pub validated: Vec<u64>,
+    pub leaks: Vec<usize>,
 }
 
 impl Default for Driver {
@@ -36,6 +42,10 @@ impl Driver {
         Self {
             next_payload: 1,
             closed: Vec::new(),
+            fds: Default::default(),
+            broken: Default::default(),
+            validated: Vec::new(),
+            leaks: Vec::new(),
         }
     }
 
@@ -48,12 +58,30 @@ impl Driver {
                 Action::Create(t) => {
                     let p = self.next_payload;
                     self.next_payload += 1;
-                    match pool.connected(t, p, p as usize, Duration::ZERO) {
+                    let fd = self.fds.get(&p).copied().unwrap_or(-1);
+                    match pool.connected(t, p, p as usize, fd, Duration::ZERO) {
                         ferropool_core::Connected::Added => opened += 1,
                         ferropool_core::Connected::Refused(p) => self.closed.push(p),
                     }
                 }
                 Action::Close(p, _) => self.closed.push(p),
+                Action::Validate(t) => {
+                    if let Some(l) = pool.claim_validation(t, |c| *c) {
+                        let c = l.value;
+                        self.validated.push(c);
+                        if self.broken.contains(&c) {
+                            let p = pool
+                                .discard(c as usize, |x| *x == c, ferropool_core::Loss::FoundBroken)
+                                .unwrap();
+                            self.closed.extend(p);
+                        } else if let ferropool_core::Checkin::Close(p, _) =
+                            pool.checkin(c as usize, |x| *x == c).unwrap()
+                        {
+                            self.closed.push(p);
+                        }
+                    }
+                }
+                Action::Leak { key, .. } => self.leaks.push(key),
                 Action::Stop => break,
             }
         }
