@@ -120,12 +120,19 @@ def test_generated_names_are_distinct(dsn: str) -> None:
     ],
 )
 def test_signatures_match_psycopg_pool(ours: type[Any], theirs: type[Any], method: str) -> None:
-    """Same parameter names, kinds and defaults: keyword callers keep working."""
+    """Same parameter names, kinds and defaults: keyword callers keep working.
+
+    ferropool's own options may follow psycopg_pool's, keyword-only and with
+    defaults, so no psycopg_pool call changes meaning."""
 
     def shape(fn: Any) -> list[tuple[str, Any, Any]]:
         return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
 
-    assert shape(getattr(ours, method)) == shape(getattr(theirs, method))
+    mine, reference = shape(getattr(ours, method)), shape(getattr(theirs, method))
+    assert mine[: len(reference)] == reference
+    for name, kind, default in mine[len(reference) :]:
+        assert kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert default is not inspect.Parameter.empty, name
 
 
 # ---- validation -------------------------------------------------------------
@@ -421,18 +428,37 @@ PSYCOPG_POOL_STATS_KEYS = {
 }
 
 
+# ferropool's own counters, reported after psycopg_pool's.
+FERROPOOL_STATS_KEYS = {
+    "connections_retired",
+    "liveness_polls",
+    "liveness_suspects",
+    "keepalive_pings",
+    "leaks_detected",
+    "leaks_reclaimed",
+    "failovers",
+    "paused",
+}
+
+
 def test_stats_keys_match_psycopg_pool(dsn: str) -> None:
+    """Every psycopg_pool key, with its meaning; ferropool's extra keys
+    come after them."""
     assert len(PSYCOPG_POOL_STATS_KEYS) == 15
+    expected = PSYCOPG_POOL_STATS_KEYS | FERROPOOL_STATS_KEYS
     with ConnectionPool(dsn, min_size=1, open=True) as pool:
-        assert set(pool.get_stats()) == PSYCOPG_POOL_STATS_KEYS
+        assert list(pool.get_stats())[:15] == sorted(
+            PSYCOPG_POOL_STATS_KEYS, key=list(pool.get_stats()).index
+        )
+        assert set(pool.get_stats()) == expected
         with pool.connection():
             pass
-        assert set(pool.get_stats()) == PSYCOPG_POOL_STATS_KEYS
-        assert set(pool.pop_stats()) == PSYCOPG_POOL_STATS_KEYS
+        assert set(pool.get_stats()) == expected
+        assert set(pool.pop_stats()) == expected
     with NullConnectionPool(dsn, open=True) as null:
         with null.connection():
             pass
-        assert set(null.get_stats()) == PSYCOPG_POOL_STATS_KEYS
+        assert set(null.get_stats()) == expected
 
 
 def test_pop_stats_resets_counters_not_measures(dsn: str) -> None:

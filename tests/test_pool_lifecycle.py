@@ -288,21 +288,46 @@ def test_resize_down_while_lent(dsn: str) -> None:
 
 
 def test_check_replaces_terminated_connection(dsn: str) -> None:
+    """pg_terminate_backend sends 57P01, the same error as a server
+    shutdown: the pool treats it as the server going away and retires every
+    connection opened before it, not only the one that failed."""
     with ConnectionPool(dsn, min_size=2, open=True) as pool:
         pool.wait()
         conns = borrow_all(pool)
-        dead, alive = (backend_pid(c) for c in conns)
+        old_pids = {backend_pid(c) for c in conns}
+        dead = next(iter(old_pids))
         give_back(pool, conns)
         terminate_backend(dsn, dead)
 
         pool.check()
-        assert pool.get_stats()["connections_lost"] == 1
+        stats = pool.get_stats()
+        assert stats["connections_lost"] == 1
+        assert stats["failovers"] == 1
+        wait_until(lambda: pool.get_stats()["pool_available"] == 2, what="replacements")
+        conns = borrow_all(pool)
+        pids = {backend_pid(c) for c in conns}
+        give_back(pool, conns)
+        assert not pids & old_pids, "every connection opened before 57P01 is replaced"
+        assert pool.get_stats()["pool_size"] == 2
+
+
+def test_check_keeps_healthy_connections_after_an_unrelated_failure(dsn: str) -> None:
+    """A connection that fails its check for a reason that is not the server
+    going away is replaced alone: its healthy siblings stay."""
+    with ConnectionPool(dsn, min_size=2, open=True) as pool:
+        pool.wait()
+        conns = borrow_all(pool)
+        broken, healthy = conns
+        alive = backend_pid(healthy)
+        broken.close()  # closed on the client side: no server event
+        give_back(pool, conns)
+        pool.check()
         wait_until(lambda: pool.get_stats()["pool_available"] == 2, what="replacement")
         conns = borrow_all(pool)
         pids = {backend_pid(c) for c in conns}
         give_back(pool, conns)
-        assert dead not in pids
-        assert alive in pids, "a healthy connection is kept"
+        assert alive in pids, "the healthy connection is kept"
+        assert pool.get_stats()["failovers"] == 0
 
 
 def test_interrupted_check_loses_no_connection(dsn: str) -> None:

@@ -8,14 +8,21 @@ module must never block, await, or put a password in a message.
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
+from time import monotonic
 from typing import Any
 
 from psycopg import Connection
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from . import _config, _core
+from . import _config, _core, _fork
 from ._compat import PSYCOPG_VERSION
+from ._failover import is_failover_error, is_failover_message
 from ._secrets import scrub, secrets_of
 from .errors import PoolClosed
 
@@ -26,6 +33,28 @@ INTRANS = TransactionStatus.INTRANS
 INERROR = TransactionStatus.INERROR
 ACTIVE = TransactionStatus.ACTIVE
 UNKNOWN = TransactionStatus.UNKNOWN
+
+# libpq TCP keepalives set on every connection unless the user set any
+# keepalives* parameter: a peer that vanished without FIN/RST (network cut,
+# crashed host) is found within about a minute instead of hours.
+TCP_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+HOOKS = ("on_connect", "on_checkout", "on_checkin", "on_close", "on_error")
+
+
+@dataclass
+class Lease:
+    """A lent connection tracked for leak detection (leak_timeout set)."""
+
+    conn: Any
+    stack: list[str]
+    since: float
+    reported: bool = False
 
 
 class BasePool:
@@ -57,6 +86,18 @@ class BasePool:
         reconnect_timeout: float,
         reconnect_failed: Any,
         num_workers: int,
+        liveness_bypass: float | None,
+        keepalive_interval: float | None,
+        tcp_keepalives: bool,
+        leak_timeout: float | None,
+        max_uses: int,
+        max_connecting: int,
+        expect_primary: bool,
+        on_connect: Any,
+        on_checkout: Any,
+        on_checkin: Any,
+        on_close: Any,
+        on_error: Any,
     ) -> None:
         self.conninfo = _config.conninfo(conninfo)
         self.kwargs = _config.kwargs(kwargs)
@@ -65,7 +106,7 @@ class BasePool:
         max_size = _config.optional_size("max_size", max_size)
         self._configure = _config.callback("configure", configure)
         self._check = _config.callback("check", check)
-        self._reset = _config.callback("reset", reset)
+        self._reset = _config.reset(reset)
         self._reconnect_failed = _config.callback("reconnect_failed", reconnect_failed)
         name = _config.name(name)
         self.close_returns = _config.flag("close_returns", close_returns)
@@ -77,6 +118,23 @@ class BasePool:
         self.num_workers = _config.integer(
             "num_workers", num_workers, minimum=1, maximum=_config.MAX_WORKERS
         )
+        liveness_bypass = _config.optional_seconds("liveness_bypass", liveness_bypass)
+        keepalive_interval = _config.optional_positive_seconds(
+            "keepalive_interval", keepalive_interval
+        )
+        self.tcp_keepalives = _config.flag("tcp_keepalives", tcp_keepalives)
+        leak_timeout = _config.optional_positive_seconds("leak_timeout", leak_timeout)
+        max_uses = _config.integer("max_uses", max_uses)
+        max_connecting = _config.integer(
+            "max_connecting", max_connecting, minimum=1, maximum=_config.MAX_WORKERS
+        )
+        self.expect_primary = _config.flag("expect_primary", expect_primary)
+        self._hooks: dict[str, Any] = {
+            hook: _config.callback(hook, fn)
+            for hook, fn in zip(
+                HOOKS, (on_connect, on_checkout, on_checkin, on_close, on_error), strict=True
+            )
+        }
 
         if self.close_returns and PSYCOPG_VERSION < (3, 3):
             if self.connection_class is not self._default_connection_class:
@@ -93,22 +151,45 @@ class BasePool:
 
         if max_size is None:
             max_size = min_size
-        self._core = _core.Core(
-            name=name,
-            min_size=min_size,
-            max_size=max_size,
-            max_waiting=max_waiting,
-            max_lifetime=max_lifetime,
-            max_idle=max_idle,
-            reconnect_timeout=reconnect_timeout,
-            null=self._null,
-        )
+        self._core_args: dict[str, Any] = {
+            "name": name,
+            "min_size": min_size,
+            "max_size": max_size,
+            "max_waiting": max_waiting,
+            "max_lifetime": max_lifetime,
+            "max_idle": max_idle,
+            "reconnect_timeout": reconnect_timeout,
+            "null": self._null,
+            "max_uses": max_uses,
+            "grow_concurrency": max_connecting,
+            "liveness_bypass": liveness_bypass,
+            "keepalive_interval": keepalive_interval,
+            "leak_timeout": leak_timeout,
+        }
+        self._core = _core.Core(**self._core_args)
+        self.max_connecting = max_connecting
+        # Leak tracking: the stack of each lease, by connection id.
+        self._leases: dict[int, Lease] | None = {} if leak_timeout is not None else None
+        self._pid = os.getpid()
+        # Set in a forked child: connections lent before the fork may still
+        # be returned; they are closed (their sockets point at /dev/null).
+        self._forked = False
         self._open_implicit = False
         self._update_fast_path()
+        _fork.register(self)
 
     def _update_fast_path(self) -> None:
-        # getconn takes its one-call path unless something must run first.
-        self._getconn_needs_slow_path = self._check is not None or self._open_implicit
+        # getconn and putconn take their one-call paths unless something
+        # must run first (a check, a hook, leak tracking, a reset).
+        self._getconn_needs_slow_path = (
+            self._check is not None
+            or self._open_implicit
+            or self._hooks["on_checkout"] is not None
+            or self._leases is not None
+        )
+        self._putconn_fast = (
+            self._reset is None and self._hooks["on_checkin"] is None and self._leases is None
+        )
 
     def __repr__(self) -> str:
         cls = self.__class__
@@ -161,6 +242,55 @@ class BasePool:
     def reconnect_timeout(self, value: float) -> None:
         self._core.reconnect_timeout = _config.seconds("reconnect_timeout", value)
 
+    @property
+    def max_uses(self) -> int:
+        return self._core.max_uses
+
+    @max_uses.setter
+    def max_uses(self, value: int) -> None:
+        self._core.max_uses = _config.integer("max_uses", value)
+
+    @property
+    def liveness_bypass(self) -> float | None:
+        return self._core.liveness_bypass
+
+    @liveness_bypass.setter
+    def liveness_bypass(self, value: float | None) -> None:
+        self._core.liveness_bypass = _config.optional_seconds("liveness_bypass", value)
+
+    @property
+    def keepalive_interval(self) -> float | None:
+        return self._core.keepalive_interval
+
+    @keepalive_interval.setter
+    def keepalive_interval(self, value: float | None) -> None:
+        self._core.keepalive_interval = _config.optional_positive_seconds(
+            "keepalive_interval", value
+        )
+
+    @property
+    def leak_timeout(self) -> float | None:
+        return self._core.leak_timeout
+
+    @property
+    def paused(self) -> bool:
+        """True between pause() and resume()."""
+        return self._core.paused
+
+    def pause(self) -> None:
+        """Hold back new checkouts: they wait (up to their timeout) until
+        resume(). Connections already lent are unaffected."""
+        if self._null:
+            raise NotImplementedError("null pools keep no connections to pause")
+        self._check_open_getconn()
+        self._core.pause()
+        logger.info("pool %r paused", self.name)
+
+    def resume(self) -> None:
+        """Serve the requests held back by pause(), oldest first."""
+        self._core.resume()
+        logger.info("pool %r resumed", self.name)
+
     # ---- state checks ----------------------------------------------------
 
     def _check_open_getconn(self) -> None:
@@ -200,6 +330,104 @@ class BasePool:
     def pop_stats(self) -> dict[str, int]:
         """Like `get_stats()`, then reset the counters to zero."""
         return self._core.stats(reset=True)
+
+    # ---- safety: failover, leaks, fork, hooks ------------------------------
+
+    def _is_failover(self, exc: BaseException | None, conn: Any = None) -> bool:
+        if is_failover_error(exc, expect_primary=self.expect_primary):
+            return True
+        if exc is None and conn is not None:
+            try:
+                message = conn.pgconn.error_message.decode("utf-8", "replace")
+            except Exception:
+                return False
+            return is_failover_message(message)
+        return False
+
+    def _failover_conns(self, conn: Any, exc: BaseException | None) -> list[Any]:
+        """Retire every connection opened before *conn* failed with *exc*;
+        the idle ones are returned for the caller to close."""
+        conns = self._core.failover_from(conn)
+        if conns is None:
+            return []
+        logger.warning(
+            "pool %r: the server went away or changed role (%s); retiring"
+            " every connection opened before now",
+            self.name,
+            self._describe(exc) if exc is not None else "connection lost",
+        )
+        return conns
+
+    def _track_lease(self, conn: Any) -> None:
+        """Record who took *conn*, for leak reports (leak_timeout set)."""
+        if self._leases is not None:
+            stack = traceback.format_stack(sys._getframe(2), limit=12)
+            self._leases[id(conn)] = Lease(conn, stack, monotonic())
+
+    def _untrack_lease(self, conn: Any) -> None:
+        if self._leases is not None:
+            self._leases.pop(id(conn), None)
+
+    def _leaked(self, key: int, held: float) -> Any:
+        """A lease outlived leak_timeout: report it once, with the stack of
+        the code that took it. Returns the connection if its borrower lost
+        it (no reference left but the pool's): the caller reclaims it."""
+        lease = self._leases.get(key) if self._leases is not None else None
+        if lease is None:
+            return None
+        conn = lease.conn
+        if not lease.reported:
+            lease.reported = True
+            logger.warning(
+                "pool %r: connection held for %.1f s (leak_timeout %s s), taken at:\n%s",
+                self.name,
+                held,
+                self.leak_timeout,
+                "".join(lease.stack),
+            )
+        # References: the core's slot, the lease, `conn` here, and
+        # getrefcount's argument. Nothing else means the borrower is gone.
+        if sys.getrefcount(conn) <= 4:
+            logger.warning(
+                "pool %r: a connection was garbage-collected without being returned; reclaimed",
+                self.name,
+            )
+            assert self._leases is not None
+            self._leases.pop(key, None)
+            self._core.reclaim(conn)
+            return conn
+        return None
+
+    def _after_fork_in_child(self, devnull: int) -> None:
+        """In a child process: forget the parent's connections, start over."""
+        old = self._core
+        _fork.neutralise(old.sockets(), devnull)
+        _fork.keep_forever(old)
+        was_open = old.is_open
+        self._core = _core.Core(**self._core_args)
+        if self._leases is not None:
+            _fork.keep_forever(self._leases)
+            self._leases = {}
+        self._pid = os.getpid()
+        self._forked = True
+        self._restart_after_fork(was_open)
+
+    def _restart_after_fork(self, was_open: bool) -> None:
+        raise NotImplementedError
+
+    def _hook_error(self, hook: str, ex: BaseException) -> None:
+        logger.warning("pool %r: %s hook failed: %s", self.name, hook, self._describe(ex))
+
+    def _tcp_keepalives(self, conninfo: str, kwargs: dict[str, Any]) -> None:
+        """Add libpq TCP keepalives to *kwargs* unless the user set any."""
+        if not self.tcp_keepalives:
+            return
+        try:
+            params = conninfo_to_dict(conninfo, **kwargs)
+        except Exception:
+            return  # libpq will report the bad conninfo itself
+        if not any(k.startswith("keepalives") for k in params):
+            kwargs.update(TCP_KEEPALIVES)
 
     # ---- messages ----------------------------------------------------------
 

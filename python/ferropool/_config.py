@@ -109,3 +109,22 @@ def flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r} ({_type_name(value)})")
     return value
+
+
+def optional_positive_seconds(name: str, value: object) -> float | None:
+    """Seconds > 0, or None for "off"."""
+    return None if value is None else seconds(name, value, positive=True)
+
+
+RESET_MODES = ("discard",)
+
+
+def reset(value: object) -> Any:
+    """psycopg_pool's reset callback, or the name of a built-in reset."""
+    if isinstance(value, str):
+        if value not in RESET_MODES:
+            raise ValueError(
+                f"reset must be a callable, None, or one of {RESET_MODES}, got {value!r}"
+            )
+        return value
+    return callback("reset", value)

@@ -85,22 +85,28 @@ def _run(core: _core.Core, pool_ref: weakref.ref[ConnectionPool[Any]]) -> None:
                 for conn in core.close():
                     close_quietly(conn)
             continue
-        kind, ticket, conn, reason = action
+        kind, ticket, conn, detail = action
         if kind == _core.ACTION_STOP:
             return
         try:
+            pool = pool_ref()
             if kind == _core.ACTION_CLOSE:
-                logger.debug("closing %s connection in pool %r", reason, core.name)
-                close_quietly(conn)
-            elif kind == _core.ACTION_CREATE and ticket is not None:
-                pool = pool_ref()
-                if pool is None:
-                    core.connect_failed(ticket, "the pool was garbage-collected")
-                    for c in core.close():
-                        close_quietly(c)
+                if pool is not None:
+                    pool._close(conn, detail)
                 else:
-                    pool._open_connection(ticket)
-                    del pool
+                    close_quietly(conn)
+            elif pool is None:
+                if ticket is not None and kind == _core.ACTION_CREATE:
+                    core.connect_failed(ticket, "the pool was garbage-collected")
+                for c in core.close():
+                    close_quietly(c)
+            elif kind == _core.ACTION_CREATE and ticket is not None:
+                pool._open_connection(ticket)
+            elif kind == _core.ACTION_VALIDATE and ticket is not None:
+                pool._validate(ticket)
+            elif kind == _core.ACTION_LEAK:
+                pool._on_leak(*detail)
+            del pool
         except Exception as ex:
             logger.warning(
                 "maintenance action failed in pool %r: %s", core.name, ex.__class__.__name__

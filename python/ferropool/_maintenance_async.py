@@ -27,7 +27,7 @@ logger = logging.getLogger("ferropool")
 # pool still exists.
 _IDLE_POLL = 5.0
 
-Action = tuple[int, "_core.Ticket | None", Any, "str | None"]
+Action = tuple[int, "_core.Ticket | None", Any, Any]
 
 
 async def close_quietly_async(conn: Any) -> None:
@@ -135,15 +135,22 @@ async def _work(
         action = await queue.get()
         if action is None:
             return
-        kind, ticket, conn, reason = action
+        kind, ticket, conn, detail = action
         try:
+            pool = pool_ref()
             if kind == _core.ACTION_CLOSE:
-                logger.debug("closing %s connection", reason)
-                await close_quietly_async(conn)
-            elif kind == _core.ACTION_CREATE and ticket is not None:
-                pool = pool_ref()
                 if pool is not None:
-                    await pool._open_connection(ticket)
-                    del pool
+                    await pool._close(conn, detail)
+                else:
+                    await close_quietly_async(conn)
+            elif pool is None:
+                pass
+            elif kind == _core.ACTION_CREATE and ticket is not None:
+                await pool._open_connection(ticket)
+            elif kind == _core.ACTION_VALIDATE and ticket is not None:
+                await pool._validate(ticket)
+            elif kind == _core.ACTION_LEAK:
+                await pool._on_leak(*detail)
+            del pool
         except Exception as ex:
             logger.warning("maintenance action failed: %s", ex.__class__.__name__)

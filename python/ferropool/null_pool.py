@@ -48,6 +48,18 @@ class NullConnectionPool(ConnectionPool[CT]):
         reconnect_timeout: float = 5 * 60.0,
         reconnect_failed: Callable[[ConnectionPool[Any]], None] | None = None,
         num_workers: int = 3,
+        liveness_bypass: float | None = 0.5,
+        keepalive_interval: float | None = 60.0,
+        tcp_keepalives: bool = True,
+        leak_timeout: float | None = None,
+        max_uses: int = 0,
+        max_connecting: int = 3,
+        expect_primary: bool = False,
+        on_connect: Callable[[CT], None] | None = None,
+        on_checkout: Callable[[CT], None] | None = None,
+        on_checkin: Callable[[CT], None] | None = None,
+        on_close: Callable[[CT, str], None] | None = None,
+        on_error: Callable[[BaseException, CT | None], None] | None = None,
     ) -> None:
         # close_returns makes no sense without idle connections: psycopg_pool
         # ignores it too.
@@ -70,6 +82,18 @@ class NullConnectionPool(ConnectionPool[CT]):
             reconnect_timeout=reconnect_timeout,
             reconnect_failed=reconnect_failed,
             num_workers=num_workers,
+            liveness_bypass=liveness_bypass,
+            keepalive_interval=keepalive_interval,
+            tcp_keepalives=tcp_keepalives,
+            leak_timeout=leak_timeout,
+            max_uses=max_uses,
+            max_connecting=max_connecting,
+            expect_primary=expect_primary,
+            on_connect=on_connect,
+            on_checkout=on_checkout,
+            on_checkin=on_checkin,
+            on_close=on_close,
+            on_error=on_error,
         )
 
     def _open(self) -> None:

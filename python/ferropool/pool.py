@@ -69,6 +69,18 @@ class ConnectionPool(BasePool, Generic[CT]):
         reconnect_timeout: float = 5 * 60.0,
         reconnect_failed: Callable[[ConnectionPool[Any]], None] | None = None,
         num_workers: int = 3,
+        liveness_bypass: float | None = 0.5,
+        keepalive_interval: float | None = 60.0,
+        tcp_keepalives: bool = True,
+        leak_timeout: float | None = None,
+        max_uses: int = 0,
+        max_connecting: int = 3,
+        expect_primary: bool = False,
+        on_connect: Callable[[CT], None] | None = None,
+        on_checkout: Callable[[CT], None] | None = None,
+        on_checkin: Callable[[CT], None] | None = None,
+        on_close: Callable[[CT, str], None] | None = None,
+        on_error: Callable[[BaseException, CT | None], None] | None = None,
     ) -> None:
         if open is not None:
             _config.flag("open", open)
@@ -90,6 +102,18 @@ class ConnectionPool(BasePool, Generic[CT]):
             reconnect_timeout=reconnect_timeout,
             reconnect_failed=reconnect_failed,
             num_workers=num_workers,
+            liveness_bypass=liveness_bypass,
+            keepalive_interval=keepalive_interval,
+            tcp_keepalives=tcp_keepalives,
+            leak_timeout=leak_timeout,
+            max_uses=max_uses,
+            max_connecting=max_connecting,
+            expect_primary=expect_primary,
+            on_connect=on_connect,
+            on_checkout=on_checkout,
+            on_checkin=on_checkin,
+            on_close=on_close,
+            on_error=on_error,
         )
         self._workers = Workers(self._core, self, self.num_workers)
         self._open_lock = threading.Lock()
@@ -170,7 +194,7 @@ class ConnectionPool(BasePool, Generic[CT]):
             conns = self._core.close()
         logger.debug("pool %r closed", self.name)
         for conn in conns:
-            close_quietly(conn)
+            self._close(conn, "pool closed")
         self._workers.join(timeout)
 
     def __enter__(self) -> Self:
@@ -232,6 +256,8 @@ class ConnectionPool(BasePool, Generic[CT]):
                     raise
             if self._check is None or self._passes_check(conn):
                 conn._pool = self
+                self._track_lease(conn)
+                self._hook("on_checkout", conn)
                 return cast("CT", conn)
             conn = None
             # A failing check usually means the server is in trouble: pace
@@ -252,8 +278,8 @@ class ConnectionPool(BasePool, Generic[CT]):
             self._check(conn)
         except Exception as ex:
             logger.info("connection failed check: %s", ex.__class__.__name__)
-            self._core.discard(conn, returned=False)
-            close_quietly(conn)
+            self._hook("on_error", ex, conn)
+            self._discard(conn, returned=False, exc=ex)
             return False
         except BaseException:
             # Cancelled or interrupted: don't lose the connection.
@@ -267,10 +293,9 @@ class ConnectionPool(BasePool, Generic[CT]):
         if conn.pgconn.transaction_status == _IDLE:
             reason = self._core.checkin(conn)
             if reason is not None:
-                self._close_retired(conn, reason)
+                self._close(conn, reason)
         else:
-            self._core.discard(conn, returned=False)
-            close_quietly(conn)
+            self._discard(conn, returned=False)
 
     def putconn(self, conn: CT) -> None:
         """Give back a connection borrowed with `getconn()`."""
@@ -281,15 +306,28 @@ class ConnectionPool(BasePool, Generic[CT]):
         if lender is not self:  # type: ignore[comparison-overlap]
             self._refuse(conn, lender)
         conn._pool = None
-        if conn.pgconn.transaction_status == _IDLE and self._reset is None:
-            reason = self._core.checkin(conn)
+        if conn.pgconn.transaction_status == _IDLE and self._putconn_fast:
+            try:
+                reason = self._core.checkin(conn)
+            except ValueError as ex:
+                self._refuse_after_fork(conn, ex)
+                return
             if reason is not None:
-                self._close_retired(conn, reason)
+                self._close(conn, reason)
             return
         self._putconn_slow(conn)
 
+    def _refuse_after_fork(self, conn: Any, ex: ValueError) -> None:
+        """A connection the core does not know: lent before this process
+        was forked (close it: its socket points at /dev/null), or a bug."""
+        if not self._forked:
+            raise ex
+        close_quietly(conn)
+
     def _putconn_slow(self, conn: Any) -> None:
         """Return a connection that needs work first: rollback, reset, close."""
+        self._untrack_lease(conn)
+        self._hook("on_checkin", conn)
         status = conn.pgconn.transaction_status
         if status in (INTRANS, INERROR):
             logger.warning("rolling back returned connection in pool %r", self.name)
@@ -303,21 +341,53 @@ class ConnectionPool(BasePool, Generic[CT]):
             logger.warning("closing connection returned during an operation")
             conn.close()
         if conn.pgconn.transaction_status == _UNKNOWN:
-            self._core.discard(conn, returned=True)
-            close_quietly(conn)
+            self._discard(conn, returned=True)
             return
         if self._reset is not None and not self._reset_ok(conn):
-            self._core.discard(conn, returned=True)
-            close_quietly(conn)
+            self._discard(conn, returned=True)
             return
-        reason = self._core.checkin(conn)
+        try:
+            reason = self._core.checkin(conn)
+        except ValueError as ex:
+            self._refuse_after_fork(conn, ex)
+            return
         if reason is not None:
-            self._close_retired(conn, reason)
+            self._close(conn, reason)
+
+    def _putconn_failed(self, conn: Any, exc: BaseException) -> None:
+        """Return a connection whose block failed because the server went
+        away or changed role: retire it and every sibling opened before."""
+        if conn._pool is not self:
+            self._refuse(conn, conn._pool)
+        conn._pool = None
+        self._untrack_lease(conn)
+        self._hook("on_checkin", conn)
+        self._hook("on_error", exc, conn)
+        self._discard(conn, returned=False, exc=exc)
+
+    def _discard(self, conn: Any, *, returned: bool, exc: BaseException | None = None) -> None:
+        """Take back a broken connection and close it; if it broke because
+        the server went away, retire all its siblings too."""
+        failover = self._is_failover(exc, conn)
+        try:
+            self._core.discard(conn, returned=returned)
+        except ValueError as ex2:
+            self._refuse_after_fork(conn, ex2)
+            return
+        self._close(conn, "broken")
+        if failover:
+            for c in self._failover_conns(conn, exc):
+                self._close(c, "failover")
 
     def _reset_ok(self, conn: Any) -> bool:
+        """Run the reset (psycopg_pool's callback, or "discard"); False if
+        the connection must be discarded."""
         assert self._reset is not None
         try:
-            self._reset(conn)
+            if self._reset == "discard":
+                self._discard_session(conn)
+            else:
+                self._reset(conn)
             status = conn.pgconn.transaction_status
             if status != _IDLE:
                 raise e.ProgrammingError(
@@ -326,12 +396,37 @@ class ConnectionPool(BasePool, Generic[CT]):
                 )
         except Exception as ex:
             logger.warning("error resetting connection: %s", ex)
+            self._hook("on_error", ex, conn)
             return False
         return True
 
-    def _close_retired(self, conn: Any, reason: str) -> None:
+    @staticmethod
+    def _discard_session(conn: Any) -> None:
+        """DISCARD ALL: SET values, temporary tables, prepared statements,
+        LISTEN, advisory locks and cached plans all go. It cannot run in a
+        transaction block, hence autocommit for the statement."""
+        autocommit = conn.autocommit
+        conn.autocommit = True
+        try:
+            conn.execute("DISCARD ALL")
+        finally:
+            conn.autocommit = autocommit
+
+    def _close(self, conn: Any, reason: str) -> None:
+        """Close a connection the pool no longer counts."""
         logger.debug("closing %s connection in pool %r", reason, self.name)
+        self._hook("on_close", conn, reason)
         close_quietly(conn)
+
+    def _hook(self, name: str, *args: Any) -> None:
+        """Run a user hook; its failure is logged and changes nothing."""
+        hook = self._hooks[name]
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception as ex:
+            self._hook_error(name, ex)
 
     # ---- maintenance ----------------------------------------------------
 
@@ -351,11 +446,11 @@ class ConnectionPool(BasePool, Generic[CT]):
                 conn = conns[-1]
                 try:
                     self.check_connection(conn)
-                except Exception:
+                except Exception as ex:
                     logger.warning("discarding broken connection in pool %r", self.name)
                     conns.pop()
-                    self._core.discard(conn, returned=False)
-                    close_quietly(conn)
+                    self._hook("on_error", ex, conn)
+                    self._discard(conn, returned=False, exc=ex)
                 else:
                     conns.pop()
                     self._give_back(conn)
@@ -368,7 +463,7 @@ class ConnectionPool(BasePool, Generic[CT]):
     def drain(self) -> None:
         """Replace every connection: idle ones now, lent ones when returned."""
         for conn in self._core.drain():
-            close_quietly(conn)
+            self._close(conn, "drained")
 
     @staticmethod
     def check_connection(conn: CT) -> None:
@@ -396,14 +491,46 @@ class ConnectionPool(BasePool, Generic[CT]):
         try:
             conn = self._connect()
         except Exception as ex:
+            self._hook("on_error", ex, None)
             if self._connect_failed(ticket, ex):
                 try:
                     self.reconnect_failed()
                 except Exception as ex2:
                     logger.warning("reconnect_failed callback failed: %s", self._describe(ex2))
             return
-        if not self._core.connected(ticket, conn, monotonic() - t0):
+        if not self._core.connected(ticket, conn, monotonic() - t0, _socket_of(conn)):
             close_quietly(conn)
+
+    def _validate(self, ticket: _core.Ticket) -> None:
+        """Ping a connection whose socket looked suspect, or that is due for
+        a keepalive ping; keep it if it answers, replace it if not."""
+        conn = self._core.claim_validation(ticket)
+        if conn is None:
+            return
+        try:
+            self.check_connection(conn)
+        except Exception as ex:
+            logger.info("pool %r: connection failed its ping: %s", self.name, self._describe(ex))
+            self._hook("on_error", ex, conn)
+            self._discard(conn, returned=False, exc=ex)
+        except BaseException:
+            self._give_back(conn)
+            raise
+        else:
+            self._give_back(conn)
+
+    def _on_leak(self, key: int, held: float) -> None:
+        conn = self._leaked(key, held)
+        if conn is not None:
+            self._close(conn, "leaked")
+
+    def _restart_after_fork(self, was_open: bool) -> None:
+        # Threads and locks do not survive fork(): new ones, on the new core.
+        self._open_lock = threading.Lock()
+        self._workers = Workers(self._core, self, self.num_workers)
+        if was_open:
+            self._core.open()
+            self._workers.start()
 
     def _connect(self, timeout: float | None = None) -> CT:
         """A new connection, configured, not yet lent."""
@@ -411,6 +538,7 @@ class ConnectionPool(BasePool, Generic[CT]):
         kwargs = self._resolve_kwargs()
         if timeout:
             kwargs["connect_timeout"] = max(round(timeout), 1)
+        self._tcp_keepalives(conninfo or "", kwargs)
         conn = cast("CT", self.connection_class.connect(conninfo or "", **kwargs))
         # Marked as pooled while configure runs, so `with conn:` inside it
         # does not close the connection.
@@ -430,11 +558,21 @@ class ConnectionPool(BasePool, Generic[CT]):
         # Present but None: psycopg then knows the connection is pooled and
         # does not warn about it being open at exit.
         conn._pool = None
+        self._hook("on_connect", conn)
         return conn
 
     def _resolve_kwargs(self) -> dict[str, Any]:
         kwargs = self.kwargs() if callable(self.kwargs) else self.kwargs
         return dict(kwargs) if kwargs else {}
+
+
+def _socket_of(conn: Any) -> int | None:
+    """The connection's socket, for the core's liveness polls."""
+    try:
+        fd = conn.pgconn.socket
+    except Exception:
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
 
 
 class _ConnectionContext(Generic[CT]):
@@ -477,4 +615,8 @@ class _ConnectionContext(Generic[CT]):
                     except Exception as ex:
                         logger.warning("error ignored in rollback: %s", ex.__class__.__name__)
         finally:
-            self._pool.putconn(conn)
+            pool = self._pool
+            if exc_val is not None and pool._is_failover(exc_val):
+                pool._putconn_failed(conn, exc_val)
+            else:
+                pool.putconn(conn)

@@ -34,6 +34,7 @@ from . import _config, _core
 from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, logger
 from ._maintenance_async import AsyncWorkers, close_quietly_async
 from .errors import PoolTimeout
+from .pool import _socket_of
 
 ACT = TypeVar("ACT", bound="AsyncConnection[Any]", default="AsyncConnection[TupleRow]")
 
@@ -101,6 +102,18 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         reconnect_timeout: float = 5 * 60.0,
         reconnect_failed: Callable[[AsyncConnectionPool[Any]], Any] | None = None,
         num_workers: int = 3,
+        liveness_bypass: float | None = 0.5,
+        keepalive_interval: float | None = 60.0,
+        tcp_keepalives: bool = True,
+        leak_timeout: float | None = None,
+        max_uses: int = 0,
+        max_connecting: int = 3,
+        expect_primary: bool = False,
+        on_connect: Callable[[ACT], None] | None = None,
+        on_checkout: Callable[[ACT], None] | None = None,
+        on_checkin: Callable[[ACT], None] | None = None,
+        on_close: Callable[[ACT, str], None] | None = None,
+        on_error: Callable[[BaseException, ACT | None], None] | None = None,
     ) -> None:
         if open is not None:
             _config.flag("open", open)
@@ -122,10 +135,23 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             reconnect_timeout=reconnect_timeout,
             reconnect_failed=reconnect_failed,
             num_workers=num_workers,
+            liveness_bypass=liveness_bypass,
+            keepalive_interval=keepalive_interval,
+            tcp_keepalives=tcp_keepalives,
+            leak_timeout=leak_timeout,
+            max_uses=max_uses,
+            max_connecting=max_connecting,
+            expect_primary=expect_primary,
+            on_connect=on_connect,
+            on_checkout=on_checkout,
+            on_checkin=on_checkin,
+            on_close=on_close,
+            on_error=on_error,
         )
         self._workers = AsyncWorkers(self._core, self, self.num_workers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open_lock: asyncio.Lock | None = None
+        self._workers_pending = False
         if open:
             self._warn_open_async()
         if open is None:
@@ -219,7 +245,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         conns = self._core.close()
         logger.debug("pool %r closed", self.name)
         for conn in conns:
-            await close_quietly_async(conn)
+            await self._close(conn, "pool closed")
         await self._workers.join(timeout)
 
     async def __aenter__(self) -> Self:
@@ -277,6 +303,8 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
                     raise
             if self._check is None or await self._passes_check(conn):
                 conn._pool = self
+                self._track_lease(conn)
+                await self._hook("on_checkout", conn)
                 return cast("ACT", conn)
             conn = None
             left = deadline - monotonic()
@@ -289,6 +317,10 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         """Queue in the core and wait, without blocking the loop, for the
         handoff or the deadline."""
         loop = asyncio.get_running_loop()
+        if self._workers_pending:
+            self._workers_pending = False
+            self._loop = loop
+            self._workers.start(loop)
         fut: asyncio.Future[None] = loop.create_future()
         left = max(deadline - monotonic(), 0.0)
         got = self._core.wait_async(left, partial(_wake, loop, fut))
@@ -302,7 +334,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             # a connection; one granted meanwhile goes back to the pool.
             conn = got.cancel()
             if conn is not None:
-                await close_quietly_async(conn)
+                await self._close(conn, "pool closed")
             raise
         finally:
             timer.cancel()
@@ -319,8 +351,8 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             await self._check(conn)
         except Exception as ex:
             logger.info("connection failed check: %s", ex.__class__.__name__)
-            self._core.discard(conn, returned=False)
-            await close_quietly_async(conn)
+            await self._hook("on_error", ex, conn)
+            await self._discard(conn, returned=False, exc=ex)
             return False
         except BaseException:
             await self._give_back(conn)
@@ -333,10 +365,9 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         if conn.pgconn.transaction_status == _IDLE:
             reason = self._core.checkin(conn)
             if reason is not None:
-                await self._close_retired(conn, reason)
+                await self._close(conn, reason)
         else:
-            self._core.discard(conn, returned=False)
-            await close_quietly_async(conn)
+            await self._discard(conn, returned=False)
 
     async def putconn(self, conn: ACT) -> None:
         """Give back a connection borrowed with `getconn()`."""
@@ -347,15 +378,28 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         if lender is not self:  # type: ignore[comparison-overlap]
             self._refuse(conn, lender)
         conn._pool = None
-        if conn.pgconn.transaction_status == _IDLE and self._reset is None:
-            reason = self._core.checkin(conn)
+        if conn.pgconn.transaction_status == _IDLE and self._putconn_fast:
+            try:
+                reason = self._core.checkin(conn)
+            except ValueError as ex:
+                await self._refuse_after_fork(conn, ex)
+                return
             if reason is not None:
-                await self._close_retired(conn, reason)
+                await self._close(conn, reason)
             return
         await self._putconn_slow(conn)
 
+    async def _refuse_after_fork(self, conn: Any, ex: ValueError) -> None:
+        """A connection the core does not know: lent before this process
+        was forked (close it: its socket points at /dev/null), or a bug."""
+        if not self._forked:
+            raise ex
+        await close_quietly_async(conn)
+
     async def _putconn_slow(self, conn: Any) -> None:
         """Return a connection that needs work first: rollback, reset, close."""
+        self._untrack_lease(conn)
+        await self._hook("on_checkin", conn)
         status = conn.pgconn.transaction_status
         if status in (INTRANS, INERROR):
             logger.warning("rolling back returned connection in pool %r", self.name)
@@ -365,28 +409,62 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
                 logger.warning("rollback failed: %s; discarding connection", ex.__class__.__name__)
                 await close_quietly_async(conn)
             except BaseException:
-                self._core.discard(conn, returned=True)
-                await close_quietly_async(conn)
+                # Cancelled mid-rollback: the connection state is unknown.
+                await self._discard(conn, returned=True)
                 raise
         elif status == ACTIVE:
             logger.warning("closing connection returned during an operation")
             await close_quietly_async(conn)
         if conn.pgconn.transaction_status == _UNKNOWN:
-            self._core.discard(conn, returned=True)
-            await close_quietly_async(conn)
+            await self._discard(conn, returned=True)
             return
         if self._reset is not None and not await self._reset_ok(conn):
-            self._core.discard(conn, returned=True)
-            await close_quietly_async(conn)
+            await self._discard(conn, returned=True)
             return
-        reason = self._core.checkin(conn)
+        try:
+            reason = self._core.checkin(conn)
+        except ValueError as ex:
+            await self._refuse_after_fork(conn, ex)
+            return
         if reason is not None:
-            await self._close_retired(conn, reason)
+            await self._close(conn, reason)
+
+    async def _putconn_failed(self, conn: Any, exc: BaseException) -> None:
+        """Return a connection whose block failed because the server went
+        away or changed role: retire it and every sibling opened before."""
+        if conn._pool is not self:
+            self._refuse(conn, conn._pool)
+        conn._pool = None
+        self._untrack_lease(conn)
+        await self._hook("on_checkin", conn)
+        await self._hook("on_error", exc, conn)
+        await self._discard(conn, returned=False, exc=exc)
+
+    async def _discard(
+        self, conn: Any, *, returned: bool, exc: BaseException | None = None
+    ) -> None:
+        """Take back a broken connection and close it; if it broke because
+        the server went away, retire all its siblings too."""
+        failover = self._is_failover(exc, conn)
+        try:
+            self._core.discard(conn, returned=returned)
+        except ValueError as ex2:
+            await self._refuse_after_fork(conn, ex2)
+            return
+        await self._close(conn, "broken")
+        if failover:
+            for c in self._failover_conns(conn, exc):
+                await self._close(c, "failover")
 
     async def _reset_ok(self, conn: Any) -> bool:
+        """Run the reset (psycopg_pool's callback, or "discard"); False if
+        the connection must be discarded."""
         assert self._reset is not None
         try:
-            await self._reset(conn)
+            if self._reset == "discard":
+                await self._discard_session(conn)
+            else:
+                await self._reset(conn)
             status = conn.pgconn.transaction_status
             if status != _IDLE:
                 raise e.ProgrammingError(
@@ -395,12 +473,36 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
                 )
         except Exception as ex:
             logger.warning("error resetting connection: %s", ex)
+            await self._hook("on_error", ex, conn)
             return False
         return True
 
-    async def _close_retired(self, conn: Any, reason: str) -> None:
+    @staticmethod
+    async def _discard_session(conn: Any) -> None:
+        """DISCARD ALL, outside a transaction block (see the sync pool)."""
+        autocommit = conn.autocommit
+        await conn.set_autocommit(True)
+        try:
+            await conn.execute("DISCARD ALL")
+        finally:
+            await conn.set_autocommit(autocommit)
+
+    async def _close(self, conn: Any, reason: str) -> None:
+        """Close a connection the pool no longer counts."""
         logger.debug("closing %s connection in pool %r", reason, self.name)
+        await self._hook("on_close", conn, reason)
         await close_quietly_async(conn)
+
+    async def _hook(self, name: str, *args: Any) -> None:
+        """Run a user hook (plain or async); its failure is logged and
+        changes nothing."""
+        hook = self._hooks[name]
+        if hook is None:
+            return
+        try:
+            await _maybe_await(hook(*args))
+        except Exception as ex:
+            self._hook_error(name, ex)
 
     # ---- maintenance ----------------------------------------------------
 
@@ -408,7 +510,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         """Change the size of the pool during runtime."""
         min_size, max_size = self._sizes(min_size, max_size)
         for conn in self._core.resize(min_size, max_size):
-            await close_quietly_async(conn)
+            await self._close(conn, "resized")
         logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)
 
     async def check(self) -> None:
@@ -420,11 +522,11 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
                 conn = conns[-1]
                 try:
                     await self.check_connection(conn)
-                except Exception:
+                except Exception as ex:
                     logger.warning("discarding broken connection in pool %r", self.name)
                     conns.pop()
-                    self._core.discard(conn, returned=False)
-                    await close_quietly_async(conn)
+                    await self._hook("on_error", ex, conn)
+                    await self._discard(conn, returned=False, exc=ex)
                 else:
                     conns.pop()
                     await self._give_back(conn)
@@ -435,7 +537,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
     async def drain(self) -> None:
         """Replace every connection: idle ones now, lent ones when returned."""
         for conn in self._core.drain():
-            await close_quietly_async(conn)
+            await self._close(conn, "drained")
 
     @staticmethod
     async def check_connection(conn: ACT) -> None:
@@ -463,14 +565,47 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         try:
             conn = await self._connect()
         except Exception as ex:
+            await self._hook("on_error", ex, None)
             if self._connect_failed(ticket, ex):
                 try:
                     await self.reconnect_failed()
                 except Exception as ex2:
                     logger.warning("reconnect_failed callback failed: %s", self._describe(ex2))
             return
-        if not self._core.connected(ticket, conn, monotonic() - t0):
+        if not self._core.connected(ticket, conn, monotonic() - t0, _socket_of(conn)):
             await close_quietly_async(conn)
+
+    async def _validate(self, ticket: _core.Ticket) -> None:
+        """Ping a suspect or keepalive-due connection; keep it if it
+        answers, replace it if not."""
+        conn = self._core.claim_validation(ticket)
+        if conn is None:
+            return
+        try:
+            await self.check_connection(conn)
+        except Exception as ex:
+            logger.info("pool %r: connection failed its ping: %s", self.name, self._describe(ex))
+            await self._hook("on_error", ex, conn)
+            await self._discard(conn, returned=False, exc=ex)
+        except BaseException:
+            await self._give_back(conn)
+            raise
+        else:
+            await self._give_back(conn)
+
+    async def _on_leak(self, key: int, held: float) -> None:
+        conn = self._leaked(key, held)
+        if conn is not None:
+            await self._close(conn, "leaked")
+
+    def _restart_after_fork(self, was_open: bool) -> None:
+        # No loop runs in the child yet: the maintenance tasks start at the
+        # first request that has to wait (made from a running loop).
+        self._open_lock = None
+        self._workers = AsyncWorkers(self._core, self, self.num_workers)
+        if was_open:
+            self._core.open()
+            self._workers_pending = True
 
     async def _connect(self, timeout: float | None = None) -> ACT:
         """A new connection, configured, not yet lent."""
@@ -483,6 +618,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         kwargs = dict(kwargs) if kwargs else {}
         if timeout:
             kwargs["connect_timeout"] = max(round(timeout), 1)
+        self._tcp_keepalives(conninfo or "", kwargs)
         conn = cast("ACT", await self.connection_class.connect(conninfo or "", **kwargs))
         conn._pool = self  # type: ignore[assignment]
         try:
@@ -498,6 +634,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             await close_quietly_async(conn)
             raise
         conn._pool = None
+        await self._hook("on_connect", conn)
         return conn
 
 
@@ -535,4 +672,8 @@ class _AsyncConnectionContext(Generic[ACT]):
                     except Exception as ex:
                         logger.warning("error ignored in rollback: %s", ex.__class__.__name__)
         finally:
-            await self._pool.putconn(conn)
+            pool = self._pool
+            if exc_val is not None and pool._is_failover(exc_val):
+                await pool._putconn_failed(conn, exc_val)
+            else:
+                await pool.putconn(conn)

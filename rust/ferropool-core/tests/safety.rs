@@ -176,3 +176,25 @@ fn failover_retires_every_connection_opened_before() {
         (1, 6, 3)
     );
 }
+
+#[test]
+fn one_server_event_drains_once() {
+    let (pool, mut d, _c, _s) = pool_with_sockets(2, |_| {});
+    let a = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let b = pool.checkout(|c| *c).unwrap().unwrap().value;
+    assert!(
+        pool.failover_from(a as usize).is_some(),
+        "first error drains"
+    );
+    d.run(&pool);
+    // The second connection failed for the same event: it is already
+    // retired on return; its error must not drain the fresh replacements.
+    assert!(pool.failover_from(b as usize).is_none());
+    assert_eq!(pool.stats(false).failovers, 1);
+    for c in [a, b] {
+        assert!(matches!(
+            pool.checkin(c as usize, |x| *x == c).unwrap(),
+            Checkin::Close(..)
+        ));
+    }
+}

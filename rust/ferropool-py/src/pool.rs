@@ -332,6 +332,12 @@ impl Core {
         self.pool.failover()
     }
 
+    /// Like failover(), seen on `conn`: None (nothing done) if `conn`
+    /// predates the last drain, so one server event drains once.
+    fn failover_from(&self, conn: &Bound<'_, PyAny>) -> Option<Vec<Conn>> {
+        self.pool.failover_from(key(conn))
+    }
+
     /// The sockets of every connection the pool counts (for fork safety).
     fn sockets(&self) -> Vec<i32> {
         self.pool.sockets()

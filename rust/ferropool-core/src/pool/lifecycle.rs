@@ -289,6 +289,7 @@ impl<T: Send> Pool<T> {
             d.fd = fd;
         });
         owned.slot().expires_at.store(expires_at, Ordering::SeqCst);
+        owned.slot().generation.store(generation, Ordering::SeqCst);
         owned.slot().key.store(key, Ordering::SeqCst);
         owned
             .slot()
@@ -381,6 +382,18 @@ impl<T: Send> Pool<T> {
     pub fn failover(&self) -> Vec<T> {
         bump(&self.counters.failovers, 1);
         self.drain()
+    }
+
+    /// Failover seen on the connection with `key`: drain, unless that
+    /// connection predates the last drain (then it is already being retired
+    /// and draining again would throw away its fresh replacements too).
+    /// `None` when nothing was drained.
+    pub fn failover_from(&self, key: usize) -> Option<Vec<T>> {
+        let current = self.drain_generation.load(Ordering::SeqCst);
+        let stale = self.slots.iter().any(|(_, s)| {
+            s.key.load(Ordering::SeqCst) == key && s.generation.load(Ordering::SeqCst) < current
+        });
+        (!stale).then(|| self.failover())
     }
 
     /// The sockets of every connection the pool counts (idle, lent, being

@@ -1,0 +1,55 @@
+"""Fork safety: a child process must never touch its parent's connections.
+
+After fork() the child holds copies of the parent's sockets. Using one
+would interleave two processes on one PostgreSQL session, and merely
+closing one sends a Terminate message that ends the parent's session. So in
+the child each pool: points every inherited socket at /dev/null (the
+parent's socket is untouched: only the child's descriptor changes), keeps
+the inherited connection objects alive forever (nothing is ever sent on
+them), and starts over with a fresh core and fresh workers (threads do not
+survive fork()).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import weakref
+from typing import Any, Protocol
+
+
+class _Forkable(Protocol):
+    def _after_fork_in_child(self, devnull: int) -> None: ...
+
+
+_pools: weakref.WeakSet[Any] = weakref.WeakSet()
+# Inherited cores (and the connections they hold): never freed in the child.
+_inherited: list[object] = []
+_registered = False
+
+
+def register(pool: _Forkable) -> None:
+    """Make *pool* start over in child processes."""
+    global _registered
+    _pools.add(pool)
+    if not _registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _registered = True
+
+
+def keep_forever(obj: object) -> None:
+    _inherited.append(obj)
+
+
+def neutralise(sockets: list[int], devnull: int) -> None:
+    """Point the child's copies of the parent's sockets at /dev/null."""
+    for fd in sockets:
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+
+
+def _after_fork_in_child() -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    keep_forever(devnull)
+    for pool in list(_pools):
+        pool._after_fork_in_child(devnull)

@@ -1,0 +1,49 @@
+"""How long ``ferropool bench`` measures: rounds per contender and their length.
+
+Rounds last a fixed time rather than a fixed number of operations, so that
+a run takes the same time whichever contender is slow: psycopg_pool under
+contention and a new connection per request are thousands of times slower
+than ferropool's checkout, and a fixed count sized for one would make the
+other last minutes or finish in microseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["FULL", "QUICK", "Plan"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Rounds per contender and measurement, and how long each lasts."""
+
+    rounds: int
+    # One round of one contender, in-process (threads or tasks borrowing).
+    round_seconds: float
+    # Untimed round run once per contender before its measured rounds.
+    warmup_seconds: float
+    # One round of HTTP load; wrk only takes whole seconds.
+    http_round_seconds: int
+    # Pause after a round that closed connections, so that their server
+    # processes exit on the closing contender's time, not the next one's.
+    settle_seconds: float
+
+
+# About three minutes on a 2-core machine, end to end over HTTP the longest part.
+FULL: Final = Plan(
+    rounds=5,
+    round_seconds=0.25,
+    warmup_seconds=0.1,
+    http_round_seconds=2,
+    settle_seconds=0.2,
+)
+# Under a minute, server start included: every scenario, rougher medians.
+QUICK: Final = Plan(
+    rounds=2,
+    round_seconds=0.05,
+    warmup_seconds=0.02,
+    http_round_seconds=1,
+    settle_seconds=0.05,
+)
