@@ -336,7 +336,7 @@ class BasePool:
     def _is_failover(self, exc: BaseException | None, conn: Any = None) -> bool:
         if is_failover_error(exc, expect_primary=self.expect_primary):
             return True
-        if exc is None and conn is not None:
+        if getattr(exc, "sqlstate", None) is None and conn is not None:
             try:
                 message = conn.pgconn.error_message.decode("utf-8", "replace")
             except Exception:

@@ -28,6 +28,7 @@ from . import _config, _core
 from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, logger
 from ._compat import PoolConnection
 from ._maintenance import Workers, close_quietly
+from ._ping import ping
 from .errors import PoolTimeout
 
 CT = TypeVar("CT", bound="Connection[Any]", default="Connection[TupleRow]")
@@ -368,16 +369,17 @@ class ConnectionPool(BasePool, Generic[CT]):
     def _discard(self, conn: Any, *, returned: bool, exc: BaseException | None = None) -> None:
         """Take back a broken connection and close it; if it broke because
         the server went away, retire all its siblings too."""
-        failover = self._is_failover(exc, conn)
+        # Failover first: it recognises the connection (still lent) and does
+        # nothing if an earlier failover already retired it.
+        siblings = self._failover_conns(conn, exc) if self._is_failover(exc, conn) else []
         try:
             self._core.discard(conn, returned=returned)
         except ValueError as ex2:
             self._refuse_after_fork(conn, ex2)
             return
         self._close(conn, "broken")
-        if failover:
-            for c in self._failover_conns(conn, exc):
-                self._close(c, "failover")
+        for c in siblings:
+            self._close(c, "failover")
 
     def _reset_ok(self, conn: Any) -> bool:
         """Run the reset (psycopg_pool's callback, or "discard"); False if
@@ -508,7 +510,7 @@ class ConnectionPool(BasePool, Generic[CT]):
         if conn is None:
             return
         try:
-            self.check_connection(conn)
+            ping(conn)
         except Exception as ex:
             logger.info("pool %r: connection failed its ping: %s", self.name, self._describe(ex))
             self._hook("on_error", ex, conn)

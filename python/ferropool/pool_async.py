@@ -33,6 +33,7 @@ from typing_extensions import Self, TypeVar
 from . import _config, _core
 from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, logger
 from ._maintenance_async import AsyncWorkers, close_quietly_async
+from ._ping import aping
 from .errors import PoolTimeout
 from .pool import _socket_of
 
@@ -445,16 +446,17 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
     ) -> None:
         """Take back a broken connection and close it; if it broke because
         the server went away, retire all its siblings too."""
-        failover = self._is_failover(exc, conn)
+        # Failover first: it recognises the connection (still lent) and does
+        # nothing if an earlier failover already retired it.
+        siblings = self._failover_conns(conn, exc) if self._is_failover(exc, conn) else []
         try:
             self._core.discard(conn, returned=returned)
         except ValueError as ex2:
             await self._refuse_after_fork(conn, ex2)
             return
         await self._close(conn, "broken")
-        if failover:
-            for c in self._failover_conns(conn, exc):
-                await self._close(c, "failover")
+        for c in siblings:
+            await self._close(c, "failover")
 
     async def _reset_ok(self, conn: Any) -> bool:
         """Run the reset (psycopg_pool's callback, or "discard"); False if
@@ -582,7 +584,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         if conn is None:
             return
         try:
-            await self.check_connection(conn)
+            await aping(conn)
         except Exception as ex:
             logger.info("pool %r: connection failed its ping: %s", self.name, self._describe(ex))
             await self._hook("on_error", ex, conn)

@@ -114,8 +114,11 @@ class AppProcess:
         self._proc = subprocess.Popen(
             # Not "-m ferropool.cli.wsgi_app": importing the package first
             # imports the module too, and runpy warns about running it twice.
-            [sys.executable, "-c", "import sys; from ferropool.cli.wsgi_app import main; "
-             "sys.exit(main())"],  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                "import sys; from ferropool.cli.wsgi_app import main; sys.exit(main())",
+            ],  # fmt: skip
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -56,12 +56,14 @@ def write_plot(
     present = [name for name in CONTENDERS if any(m.has(name) for m in found.values())]
     handles = [_patch(_COLORS[name], name) for name in present]
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
-    tls = f"TLS {server.tls_version or ''}".strip() if server.tls else "no TLS"
+    tls = f"TLS ({server.tls_version})" if server.tls and server.tls_version else "TLS"
+    protections = f"{server.auth} + {tls}" if server.tls else f"{server.auth}, no TLS"
     figure.suptitle(
-        f"ferropool bench: PostgreSQL {server.version}, {server.auth} + {tls}; "
-        f"Python {client['python']}, {client['cpus']} CPUs (higher is better, except time and "
-        "latency)",
-        fontsize=12,
+        f"ferropool bench: PostgreSQL {server.version.split()[0]} with {protections}\n"
+        f"ferropool {client['ferropool']}, psycopg {client['psycopg']}, "
+        f"psycopg_pool {client['psycopg_pool']}, SQLAlchemy {client['sqlalchemy']}, "
+        f"Python {client['python']}, {client['cpus']} CPUs",
+        fontsize=11,
     )
     try:
         figure.savefig(path, dpi=100)
