@@ -3,6 +3,7 @@
 //! Times are accumulated in nanoseconds and reported in milliseconds, so
 //! many sub-millisecond waits still add up (psycopg_pool truncates each one).
 
+use crate::histogram::Histogram;
 use crate::sync::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
@@ -24,6 +25,12 @@ pub struct Counters {
     pub leaks_detected: AtomicU64,
     pub leaks_reclaimed: AtomicU64,
     pub failovers: AtomicU64,
+    /// Time requests waited in the queue (granted or not).
+    pub wait_time: Histogram,
+    /// Time connections spent lent to borrowers.
+    pub usage_time: Histogram,
+    /// Time taken to open connections.
+    pub connect_time: Histogram,
 }
 
 #[inline]

@@ -470,6 +470,17 @@ impl Core {
         Ok(d)
     }
 
+    /// Histograms of wait, usage and connection times: name -> (upper
+    /// bounds in seconds, cumulative counts with +Inf last, sum in seconds).
+    #[pyo3(signature = (reset = false))]
+    fn histograms<'py>(&self, py: Python<'py>, reset: bool) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (name, h) in self.pool.histograms(reset) {
+            d.set_item(name, (h.bounds, h.cumulative, h.sum))?;
+        }
+        Ok(d)
+    }
+
     #[getter]
     fn name(&self) -> &str {
         self.pool.name()

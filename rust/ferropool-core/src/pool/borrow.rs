@@ -234,10 +234,7 @@ impl<T: Send> Pool<T> {
         read: impl FnOnce(&T) -> R,
     ) -> Result<Lent<R>, PoolError> {
         let outcome = ticket.waiter.resolve();
-        bump(
-            &self.counters.requests_wait_ns,
-            self.clock.precise().saturating_sub(ticket.queued_at),
-        );
+        self.record_wait(self.clock.precise().saturating_sub(ticket.queued_at));
         let now = self.now();
         match outcome {
             Outcome::Granted { id, word } => {
@@ -293,11 +290,13 @@ impl<T: Send> Pool<T> {
             Outcome::Closed => {}
         }
         bump(&self.counters.requests_errors, 1);
-        bump(
-            &self.counters.requests_wait_ns,
-            self.clock.precise().saturating_sub(ticket.queued_at),
-        );
+        self.record_wait(self.clock.precise().saturating_sub(ticket.queued_at));
         to_close
+    }
+
+    fn record_wait(&self, ns: Nanos) {
+        bump(&self.counters.requests_wait_ns, ns);
+        self.counters.wait_time.record(ns);
     }
 
     fn leave_queue(&self, waiter: &Arc<Waiter>) {

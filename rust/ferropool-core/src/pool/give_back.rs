@@ -119,7 +119,9 @@ impl<T: Send> Pool<T> {
         let internal = owned.read(|d| d.internal_lease);
         let leased_at = owned.slot().lent_at.load(Ordering::Relaxed);
         if !internal {
-            bump(&self.counters.usage_ns, now.saturating_sub(leased_at));
+            let used = now.saturating_sub(leased_at);
+            bump(&self.counters.usage_ns, used);
+            self.counters.usage_time.record(used);
         }
     }
 

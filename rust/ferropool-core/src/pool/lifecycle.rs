@@ -220,6 +220,7 @@ impl<T: Send> Pool<T> {
         self.creating.fetch_sub(1, Ordering::SeqCst);
         bump(&self.counters.connections_num, 1);
         bump(&self.counters.connections_ns, saturating_nanos(took));
+        self.counters.connect_time.record(saturating_nanos(took));
         // Not wanted if the pool closed, or shrank below what was reserved
         // (a resize down while this connection was being opened).
         if !self.is_open() || self.size.load(Ordering::SeqCst) > self.capacity() {
@@ -255,6 +256,7 @@ impl<T: Send> Pool<T> {
         self.creating.fetch_sub(1, Ordering::SeqCst);
         bump(&self.counters.connections_num, 1);
         bump(&self.counters.connections_ns, saturating_nanos(took));
+        self.counters.connect_time.record(saturating_nanos(took));
         if !self.is_open() {
             let _ = self.release_slot(owned);
             return Err(payload);

@@ -30,6 +30,7 @@ use std::time::Duration;
 use crate::clock::{saturating_nanos, Clock, Nanos};
 use crate::config::{validate_sizes, Config, ConfigError};
 use crate::error::PoolError;
+use crate::histogram::HistogramSnapshot;
 use crate::jitter::Jitter;
 use crate::maintenance::{Action, MaintState, Ticket};
 use crate::slot::{Owned, Phase, SlotId};
@@ -302,6 +303,16 @@ impl<T: Send> Pool<T> {
         s.requests_waiting = self.queued() as u64;
         s.paused = u64::from(self.is_paused());
         s
+    }
+
+    /// Histograms of wait, usage and connection times, as (name, snapshot);
+    /// with `reset`, they restart from zero.
+    pub fn histograms(&self, reset: bool) -> [(&'static str, HistogramSnapshot); 3] {
+        [
+            ("wait_time", self.counters.wait_time.snapshot(reset)),
+            ("usage_time", self.counters.usage_time.snapshot(reset)),
+            ("connect_time", self.counters.connect_time.snapshot(reset)),
+        ]
     }
 
     /// Connections idle in the pool right now.
