@@ -368,15 +368,16 @@ class BasePool:
         if self._leases is not None:
             self._leases.pop(id(conn), None)
 
-    def _leaked(self, key: int, held: float) -> Any:
-        """A lease outlived leak_timeout: report it once, with the stack of
-        the code that took it. Returns the connection if its borrower lost
-        it (no reference left but the pool's): the caller reclaims it."""
+    def _leaked(self, key: int, held: float, first: bool) -> Any:
+        """A lease outlived leak_timeout: report it (the first time) with
+        the stack of the code that took it. Returns the connection if its
+        borrower lost it (no reference left but the pool's): the caller
+        reclaims it."""
         lease = self._leases.get(key) if self._leases is not None else None
         if lease is None:
             return None
         conn = lease.conn
-        if not lease.reported:
+        if first and not lease.reported:
             lease.reported = True
             logger.warning(
                 "pool %r: connection held for %.1f s (leak_timeout %s s), taken at:\n%s",

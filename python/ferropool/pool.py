@@ -116,7 +116,7 @@ class ConnectionPool(BasePool, Generic[CT]):
             on_close=on_close,
             on_error=on_error,
         )
-        self._workers = Workers(self._core, self, self.num_workers)
+        self._workers = Workers(self._core, self, max(self.num_workers, self.max_connecting))
         self._open_lock = threading.Lock()
         if open is None:
             open = self._open_implicit = True
@@ -436,7 +436,7 @@ class ConnectionPool(BasePool, Generic[CT]):
         """Change the size of the pool during runtime."""
         min_size, max_size = self._sizes(min_size, max_size)
         for conn in self._core.resize(min_size, max_size):
-            close_quietly(conn)
+            self._close(conn, "resized")
         logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)
 
     def check(self) -> None:
@@ -521,15 +521,15 @@ class ConnectionPool(BasePool, Generic[CT]):
         else:
             self._give_back(conn)
 
-    def _on_leak(self, key: int, held: float) -> None:
-        conn = self._leaked(key, held)
+    def _on_leak(self, key: int, held: float, first: bool) -> None:
+        conn = self._leaked(key, held, first)
         if conn is not None:
             self._close(conn, "leaked")
 
     def _restart_after_fork(self, was_open: bool) -> None:
         # Threads and locks do not survive fork(): new ones, on the new core.
         self._open_lock = threading.Lock()
-        self._workers = Workers(self._core, self, self.num_workers)
+        self._workers = Workers(self._core, self, max(self.num_workers, self.max_connecting))
         if was_open:
             self._core.open()
             self._workers.start()

@@ -149,7 +149,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             on_close=on_close,
             on_error=on_error,
         )
-        self._workers = AsyncWorkers(self._core, self, self.num_workers)
+        self._workers = AsyncWorkers(self._core, self, max(self.num_workers, self.max_connecting))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open_lock: asyncio.Lock | None = None
         self._workers_pending = False
@@ -595,8 +595,8 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         else:
             await self._give_back(conn)
 
-    async def _on_leak(self, key: int, held: float) -> None:
-        conn = self._leaked(key, held)
+    async def _on_leak(self, key: int, held: float, first: bool) -> None:
+        conn = self._leaked(key, held, first)
         if conn is not None:
             await self._close(conn, "leaked")
 
@@ -604,7 +604,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         # No loop runs in the child yet: the maintenance tasks start at the
         # first request that has to wait (made from a running loop).
         self._open_lock = None
-        self._workers = AsyncWorkers(self._core, self, self.num_workers)
+        self._workers = AsyncWorkers(self._core, self, max(self.num_workers, self.max_connecting))
         if was_open:
             self._core.open()
             self._workers_pending = True

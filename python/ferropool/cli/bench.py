@@ -156,7 +156,7 @@ def _check_dependencies(scenarios: list[Scenario], plot_file: Path | None) -> No
     require("psycopg_pool", "comparing with psycopg_pool")
     for scenario in scenarios:
         for module, needed_for in scenario.requires:
-            require(module, f"{needed_for} (or leave {scenario.key} out with --scenario)")
+            require(module, needed_for, f"leave {scenario.key} out with --scenario")
     if plot_file is not None:
         require("matplotlib", "--plot")
 

@@ -76,13 +76,14 @@ _DISTRIBUTIONS: Final = {
 }
 
 
-def require(module: str, needed_for: str) -> None:
+def require(module: str, needed_for: str, alternative: str = "") -> None:
     """Raise CliError naming the pip command if *module* is not installed."""
     if importlib.util.find_spec(module) is None:
         dist = _DISTRIBUTIONS.get(module, module)
         raise CliError(
             f"{module} is needed for {needed_for} and is not installed: "
             f"pip install {dist} (or pip install 'ferropool[bench]')"
+            + (f"; or {alternative}" if alternative else "")
         )
 
 

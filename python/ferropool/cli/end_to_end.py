@@ -46,6 +46,9 @@ PEAK_CONNECTIONS: Final = len(CONTENDERS) * THREADS
 _LOAD_TIMEOUT: Final = 60.0
 _OPEN_TIMEOUT: Final = 90.0
 _EXIT_TIMEOUT: Final = 15.0
+# Not "-m ferropool.cli.wsgi_app": importing the package imports the module
+# first, and runpy warns about running a module already imported.
+_APP_MAIN: Final = "import sys; from ferropool.cli.wsgi_app import main; sys.exit(main())"
 
 
 def steps(plan: Plan) -> int:
@@ -106,19 +109,13 @@ class AppProcess:
 
     def __init__(self, kind: ContenderKind, conninfo: str, threads: int = THREADS) -> None:
         self.kind = kind
-        env = {**os.environ, CONNINFO_ENV: conninfo, CONTENDER_ENV: kind,
-               THREADS_ENV: str(threads)}  # fmt: skip
+        env = {**os.environ, CONNINFO_ENV: conninfo, CONTENDER_ENV: kind}
+        env[THREADS_ENV] = str(threads)
         # A file, not a pipe: nobody reads the app's log while it runs, and
         # a full pipe would block it.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self._proc = subprocess.Popen(
-            # Not "-m ferropool.cli.wsgi_app": importing the package first
-            # imports the module too, and runpy warns about running it twice.
-            [
-                sys.executable,
-                "-c",
-                "import sys; from ferropool.cli.wsgi_app import main; sys.exit(main())",
-            ],  # fmt: skip
+            [sys.executable, "-c", _APP_MAIN],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -75,7 +75,9 @@ def _micro(ax: Axes, found: dict[str, MeasurementResult]) -> None:
     keys = [("micro.getconn_putconn", "getconn + putconn"),
             ("micro.connection_block", "connection() block")]  # fmt: skip
     groups = [(label, found[key]) for key, label in keys if key in found]
-    _grouped_bars(ax, groups, lambda m, name, _: m.result(name).seconds_per_op * 1e6)
+    _grouped_bars(
+        ax, groups, lambda m, name, _: m.result(name).seconds_per_op * 1e6, text=_microseconds
+    )
     ax.set_title("One borrow on an idle pool, one thread")
     ax.set_ylabel("time per borrow (us, log)")
 
@@ -131,12 +133,19 @@ def _latency(ax: Axes, found: dict[str, MeasurementResult]) -> None:
     ax.set_ylabel("milliseconds (log)")
 
 
-def _grouped_bars(ax: Axes, groups: list[tuple[str, MeasurementResult]], value: _Value) -> None:
+def _grouped_bars(
+    ax: Axes,
+    groups: list[tuple[str, MeasurementResult]],
+    value: _Value,
+    *,
+    text: Callable[[float], str] | None = None,
+) -> None:
     """One group of bars per measurement, one bar per contender, log scale, values written."""
     if not groups:
         _empty(ax)
         return
     width = 0.8 / len(CONTENDERS)
+    written = text or _short
     for g, (label, measurement) in enumerate(groups):
         for c, name in enumerate(CONTENDERS):
             if not measurement.has(name):
@@ -146,12 +155,18 @@ def _grouped_bars(ax: Axes, groups: list[tuple[str, MeasurementResult]], value: 
                 continue
             x = g + (c - (len(CONTENDERS) - 1) / 2) * width
             ax.bar(x, height, width * 0.95, color=_COLORS[name])
-            ax.annotate(_short(height), (x, height), ha="center", va="bottom", fontsize=7,
+            ax.annotate(written(height), (x, height), ha="center", va="bottom", fontsize=7,
                         xytext=(0, 1), textcoords="offset points")  # fmt: skip
     ax.set_yscale("log")
     ax.set_xticks(range(len(groups)), [label for label, _ in groups])
     ax.grid(True, axis="y", which="major", alpha=0.3)
     ax.margins(y=0.15)
+
+
+def _microseconds(value: float) -> str:
+    if value >= 1000:
+        return f"{value / 1000:.3g} ms"
+    return f"{value:.3g} us" if value >= 1 else f"{value * 1000:.3g} ns"
 
 
 def _short(value: float) -> str:

@@ -27,6 +27,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod error;
+mod hangup;
 pub mod histogram;
 mod jitter;
 pub mod liveness;

@@ -64,10 +64,13 @@ pub enum Action<T> {
     /// give it back with `checkin`, or `discard` it if the ping failed.
     Validate(Ticket),
     /// The lease of the connection with this key has been held for `held`
-    /// (longer than leak_timeout): report it, once.
+    /// (longer than leak_timeout). Repeated at every sweep while the lease
+    /// lasts, so a borrower that lost the connection is noticed; `first` is
+    /// set once, for the report.
     Leak {
         key: usize,
         held: std::time::Duration,
+        first: bool,
     },
     /// The pool closed and nothing is left to do: the worker should exit.
     Stop,

@@ -72,6 +72,8 @@ pub struct SlotData<T> {
     pub uses: u64,
     /// The connection's socket, polled for liveness (-1: unknown).
     pub fd: i32,
+    /// Its registration with the hang-up watch (0: not watched).
+    pub hup_token: u64,
     /// The lease was taken by the pool itself (`check()`), not a borrower.
     pub internal_lease: bool,
     /// Reconnection attempt state while `Reserved`.
@@ -86,6 +88,7 @@ impl<T> SlotData<T> {
             drain_generation: 0,
             uses: 0,
             fd: -1,
+            hup_token: 0,
             internal_lease: false,
             attempt: None,
         }

@@ -11,8 +11,8 @@ use crate::slot::{Slot, SlotId};
 use crate::sync::{AtomicUsize, Ordering};
 
 const BASE_BITS: u32 = 5;
-const BASE: usize = 1 << BASE_BITS;
-const SEGMENTS: usize = 24;
+pub(crate) const BASE: usize = 1 << BASE_BITS;
+pub(crate) const SEGMENTS: usize = 24;
 
 #[derive(Debug)]
 pub struct SlotTable<T> {
@@ -23,7 +23,7 @@ pub struct SlotTable<T> {
 
 /// (segment, offset) of a slot index.
 #[inline]
-fn locate(index: usize) -> (usize, usize) {
+pub(crate) fn locate(index: usize) -> (usize, usize) {
     let j = index + BASE;
     let seg = (usize::BITS - 1 - j.leading_zeros() - BASE_BITS) as usize;
     (seg, j - (BASE << seg))

@@ -198,3 +198,37 @@ fn one_server_event_drains_once() {
         ));
     }
 }
+
+#[test]
+fn a_server_hang_up_is_seen_without_polling_even_right_after_use() {
+    // Bypass window of a minute: no poll. The hang-up watch still knows.
+    let (pool, mut d, _clients, servers) =
+        pool_with_sockets(2, |c| c.liveness_bypass = Some(Duration::from_secs(60)));
+    let a = pool.checkout(|c| *c).unwrap().unwrap().value;
+    pool.checkin(a as usize, |c| *c == a).unwrap();
+    drop(servers); // both servers hang up
+    d.broken.extend([1, 2]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut got = None;
+    while std::time::Instant::now() < deadline {
+        // Until the watch has seen both hang-ups, a checkout may still
+        // succeed; give it back and look again.
+        match pool.checkout(|c| *c).unwrap() {
+            Some(l) => {
+                let c = l.value;
+                pool.checkin(c as usize, |x| *x == c).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None => {
+                got = Some(());
+                break;
+            }
+        }
+    }
+    assert!(got.is_some(), "hung-up connections are not lent");
+    let s = pool.stats(false);
+    assert_eq!(s.liveness_polls, 0, "found without a syscall on checkout");
+    assert_eq!(s.liveness_suspects, 2);
+    d.run(&pool);
+    assert_eq!(d.validated.len(), 2);
+}

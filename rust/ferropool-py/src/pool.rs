@@ -103,7 +103,7 @@ fn key(conn: &Bound<'_, PyAny>) -> usize {
 }
 
 /// Actions a worker carries out: (kind, ticket, connection, detail).
-/// `detail` is the close reason, or for a leak `(key, seconds held)`.
+/// `detail` is the close reason, or for a leak `(key, seconds held, first)`.
 type ActionTuple = (u8, Option<Py<Ticket>>, Option<Conn>, Option<Py<PyAny>>);
 
 fn optional_seconds(param: &'static str, value: Option<f64>) -> PyResult<Option<Duration>> {
@@ -292,12 +292,12 @@ impl Core {
                 Some(conn),
                 Some(reason.as_str().into_pyobject(py)?.into_any().unbind()),
             )),
-            Some(Action::Leak { key, held }) => Some((
+            Some(Action::Leak { key, held, first }) => Some((
                 ACTION_LEAK,
                 None,
                 None,
                 Some(
-                    (key, held.as_secs_f64())
+                    (key, held.as_secs_f64(), first)
                         .into_pyobject(py)?
                         .into_any()
                         .unbind(),

@@ -101,6 +101,18 @@ impl<T: Send> Pool<T> {
     /// path: a connection reused within the window is not polled.
     fn looks_dead(&self, owned: &Owned<'_, T>, now: Nanos) -> bool {
         let bypass = self.liveness_bypass_ns.load(Ordering::Relaxed);
+        if bypass == u64::MAX {
+            return false;
+        }
+        // The hang-up watch already knows (no syscall): the server closed
+        // this connection's socket.
+        if let Some(h) = &self.hangup {
+            let token = owned.read(|d| d.hup_token);
+            if h.hung_up(owned.id(), token) {
+                bump(&self.counters.liveness_suspects, 1);
+                return true;
+            }
+        }
         let idle_for = now.saturating_sub(owned.slot().last_returned.load(Ordering::Relaxed));
         if idle_for < bypass {
             return false;
@@ -136,9 +148,13 @@ impl<T: Send> Pool<T> {
         read: impl FnOnce(&T) -> R,
     ) -> Lent<R> {
         let id = owned.id();
-        owned.slot().lent_at.store(now, Ordering::Relaxed);
+        // The pool's own leases (checks, pings) are neither uses nor leaks.
+        let lent_at = if internal { crate::clock::NEVER } else { now };
+        owned.slot().lent_at.store(lent_at, Ordering::Relaxed);
         let value = owned.with(|d| {
-            d.uses += 1;
+            if !internal {
+                d.uses += 1;
+            }
             d.internal_lease = internal;
             read(d.payload.as_ref().expect("a lent slot holds a connection"))
         });

@@ -281,6 +281,10 @@ impl<T: Send> Pool<T> {
             now.saturating_add(jittered as u64)
         };
         let generation = self.drain_generation.load(Ordering::SeqCst);
+        let hup_token = self
+            .hangup
+            .as_ref()
+            .map_or(0, |h| h.register(owned.id(), fd));
         owned.with(|d| {
             d.payload = Some(payload);
             d.created_at = now;
@@ -289,6 +293,7 @@ impl<T: Send> Pool<T> {
             d.attempt = None;
             d.internal_lease = false;
             d.fd = fd;
+            d.hup_token = hup_token;
         });
         owned.slot().expires_at.store(expires_at, Ordering::SeqCst);
         owned.slot().generation.store(generation, Ordering::SeqCst);
@@ -531,6 +536,16 @@ impl<T: Send> Pool<T> {
         let mut next = now.saturating_add(max_idle);
         let mut actions = self.find_leaks(now, &mut next);
         let keepalive = self.keepalive_ns.load(Ordering::Relaxed);
+        if keepalive != super::OFF {
+            // Connections lent or being pinged now will be due again one
+            // interval after they come back: look at least that often.
+            next = next.min(now.saturating_add(keepalive));
+        }
+        let leak = self.leak_timeout_ns.load(Ordering::Relaxed);
+        if leak != super::OFF {
+            // Leases taken after this sweep are due one timeout from now.
+            next = next.min(now.saturating_add(leak));
+        }
         let mut idle: Vec<(Nanos, crate::slot::SlotId)> = self
             .slots
             .iter()
@@ -591,7 +606,7 @@ impl<T: Send> Pool<T> {
         next.max(now.saturating_add(1_000_000))
     }
 
-    /// Leases held past leak_timeout and not reported yet, as actions.
+    /// Leases held past leak_timeout, as actions (see `Action::Leak`).
     fn find_leaks(&self, now: Nanos, next: &mut Nanos) -> Vec<Action<T>> {
         let timeout = self.leak_timeout_ns.load(Ordering::Relaxed);
         if timeout == super::OFF {
@@ -608,15 +623,17 @@ impl<T: Send> Pool<T> {
                 *next = (*next).min(due);
                 continue;
             }
-            // Report each lease once: the first sweep to record its start
-            // wins.
-            if slot.leak_reported.swap(lent_at, Ordering::Relaxed) == lent_at {
-                continue;
+            // Look again one leak_timeout from now, while the lease lasts.
+            *next = (*next).min(now.saturating_add(timeout));
+            // The first sweep to see this lease overdue reports it.
+            let first = slot.leak_reported.swap(lent_at, Ordering::Relaxed) != lent_at;
+            if first {
+                bump(&self.counters.leaks_detected, 1);
             }
-            bump(&self.counters.leaks_detected, 1);
             leaks.push(Action::Leak {
                 key: slot.key.load(Ordering::Relaxed),
                 held: Duration::from_nanos(now.saturating_sub(lent_at)),
+                first,
             });
         }
         leaks

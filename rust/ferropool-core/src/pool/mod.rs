@@ -95,6 +95,8 @@ pub struct Pool<T> {
     ready_cond: Condvar,
     ready_watchers: AtomicUsize,
     counters: Counters,
+    /// Hang-up watch for idle connections (not for null pools).
+    hangup: Option<crate::hangup::HangupWatch>,
     last_connect_error: Mutex<Option<String>>,
 }
 
@@ -149,6 +151,7 @@ impl<T: Send> Pool<T> {
             ready_cond: Condvar::new(),
             ready_watchers: AtomicUsize::new(0),
             counters: Counters::default(),
+            hangup: (!config.null).then(|| crate::hangup::HangupWatch::start(&config.name)),
             last_connect_error: Mutex::new(None),
         })
     }

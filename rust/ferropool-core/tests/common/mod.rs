@@ -81,7 +81,11 @@ impl Driver {
                         }
                     }
                 }
-                Action::Leak { key, .. } => self.leaks.push(key),
+                Action::Leak { key, first, .. } => {
+                    if first {
+                        self.leaks.push(key);
+                    }
+                }
                 Action::Stop => break,
             }
         }

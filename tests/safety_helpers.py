@@ -1,0 +1,138 @@
+"""Tools shared by the safe-by-default tests (test_safety_*.py).
+
+Like helpers.py, everything here looks at the pool from the outside: what a
+borrower gets, what the stats say, what pg_stat_activity shows.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ferropool import ConnectionPool
+from helpers import DEADLINE, backend_pid, terminate_backend
+
+
+def pool_pids(pool: ConnectionPool[Any]) -> set[int]:
+    """The backend pids of every connection of a full pool, lent at once
+    (so each connection is seen once), then given back."""
+    conns = [pool.getconn(timeout=DEADLINE) for _ in range(pool.max_size)]
+    try:
+        return {backend_pid(c) for c in conns}
+    finally:
+        for c in conns:
+            pool.putconn(c)
+
+
+def backend_pids(dsn: str, application_name: str) -> set[int]:
+    """The server processes serving connections named *application_name*."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "select pid from pg_stat_activity where application_name = %s",
+            (application_name,),
+        ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+def terminate_all(dsn: str, application_name: str) -> int:
+    """pg_terminate_backend every connection named *application_name*
+    (waiting until each backend is gone); return how many there were."""
+    pids = backend_pids(dsn, application_name)
+    for pid in pids:
+        terminate_backend(dsn, pid)
+    return len(pids)
+
+
+def run_requests(pool: ConnectionPool[Any], count: int) -> list[str]:
+    """Run *count* one-query requests as an application would; return a
+    description of each one that failed (empty: none failed)."""
+    failures = []
+    for i in range(count):
+        try:
+            with pool.connection() as conn:
+                conn.execute("select 1").fetchone()
+        except Exception as ex:
+            failures.append(f"request {i}: {type(ex).__name__}: {ex}")
+    return failures
+
+
+def with_params(dsn: str, **params: Any) -> str:
+    """*dsn* with some parameters added or replaced."""
+    return make_conninfo(**{**conninfo_to_dict(dsn), **params})
+
+
+class BlackHoleProxy:
+    """A TCP relay to the server whose open connections can be cut silently.
+
+    ``black_hole()`` makes every relayed connection drop what it receives
+    without closing anything: the client sees a peer that never answers,
+    as after a network cut. Connections accepted afterwards relay normally.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._holes: list[threading.Event] = []
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._target)
+            hole = threading.Event()
+            with self._lock:
+                self._holes.append(hole)
+                self._sockets += [client, server]
+            for src, dst in ((client, server), (server, client)):
+                threading.Thread(target=self._relay, args=(src, dst, hole), daemon=True).start()
+
+    @staticmethod
+    def _relay(src: socket.socket, dst: socket.socket, hole: threading.Event) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                if not hole.is_set():
+                    dst.close()
+                return
+            if not hole.is_set():
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    return
+
+    def black_hole(self) -> None:
+        with self._lock:
+            for hole in self._holes:
+                hole.set()
+
+    def close(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for s in self._sockets:
+                s.close()
+
+
+@contextmanager
+def black_hole_proxy(dsn: str) -> Iterator[BlackHoleProxy]:
+    """A BlackHoleProxy in front of *dsn*'s server, closed on exit."""
+    params = conninfo_to_dict(dsn)
+    proxy = BlackHoleProxy(str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)))
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -1,0 +1,174 @@
+"""Fork safety: a child process (gunicorn pre-fork, multiprocessing) gets
+fresh connections and never touches its parent's; the parent's connections
+keep working, on the same server sessions.
+
+Children report back through a pipe and always leave with os._exit, so no
+pytest or atexit machinery runs twice.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import select
+import signal
+import time
+import warnings
+from collections.abc import Callable
+from multiprocessing.connection import Connection as Pipe
+from typing import Any
+
+from ferropool import ConnectionPool
+from helpers import DEADLINE, backend_pid, wait_until
+from safety_helpers import backend_pids, pool_pids
+
+CHILD_DEADLINE = 60.0
+
+
+def fork_and_run(fn: Callable[[], Any]) -> Any:
+    """Run *fn* in a child made with os.fork(); return what it returned
+    (through JSON), or fail the test with the child's error."""
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() in a process with threads: that is
+        # precisely the situation under test.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child
+        code = 70
+        try:
+            os.close(r)
+            try:
+                report = {"result": fn()}
+                code = 0
+            except BaseException as ex:
+                report = {"error": f"{type(ex).__name__}: {ex}"}
+            os.write(w, json.dumps(report).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    data = b""
+    deadline = time.monotonic() + CHILD_DEADLINE
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([r], [], [], max(left, 0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"the child did not finish within {CHILD_DEADLINE} s")
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    report = json.loads(data) if data else {"error": "no report"}
+    assert "error" not in report, f"in the child: {report['error']}"
+    assert os.waitstatus_to_exitcode(status) == 0
+    return report["result"]
+
+
+def use_pool_in_child(pool: ConnectionPool[Any]) -> dict[str, Any]:
+    pids = sorted(pool_pids(pool))
+    stats = pool.get_stats()
+    pool.close()
+    return {"pids": pids, "stats": stats}
+
+
+def assert_parent_sessions_intact(
+    pool: ConnectionPool[Any], dsn: str, app_name: str, before: set[int]
+) -> None:
+    # Each connection answers, on the same server session as before the
+    # fork: had the child closed or used one, it would be gone or garbled.
+    assert pool_pids(pool) == before
+    assert before <= backend_pids(dsn, app_name)
+    stats = pool.get_stats()
+    assert stats["connections_num"] == len(before)
+    assert stats["connections_lost"] == stats["returns_bad"] == 0
+
+
+def test_child_after_os_fork_uses_fresh_connections(dsn: str, app_name: str) -> None:
+    with ConnectionPool(dsn, min_size=2, open=True, kwargs={"application_name": app_name}) as pool:
+        pool.wait(timeout=DEADLINE)
+        before = pool_pids(pool)
+
+        child = fork_and_run(lambda: use_pool_in_child(pool))
+
+        assert len(child["pids"]) == 2
+        assert before.isdisjoint(child["pids"]), "the child opened its own connections"
+        assert child["stats"]["connections_num"] == 2
+        assert_parent_sessions_intact(pool, dsn, app_name, before)
+
+
+def mp_child(pool: ConnectionPool[Any], out: Pipe) -> None:
+    out.send(use_pool_in_child(pool))
+    out.close()
+
+
+def test_child_of_multiprocessing_fork_uses_fresh_connections(dsn: str, app_name: str) -> None:
+    ctx = multiprocessing.get_context("fork")
+    with ConnectionPool(dsn, min_size=2, open=True, kwargs={"application_name": app_name}) as pool:
+        pool.wait(timeout=DEADLINE)
+        before = pool_pids(pool)
+
+        recv, send = ctx.Pipe(duplex=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            proc = ctx.Process(target=mp_child, args=(pool, send))
+            proc.start()
+        send.close()
+        try:
+            assert recv.poll(CHILD_DEADLINE), "no answer from the child"
+            child = recv.recv()
+        finally:
+            proc.join(CHILD_DEADLINE)
+            recv.close()
+        assert proc.exitcode == 0
+
+        assert before.isdisjoint(child["pids"])
+        assert child["stats"]["connections_num"] == 2
+        assert_parent_sessions_intact(pool, dsn, app_name, before)
+
+
+def test_connection_lent_before_fork_and_returned_in_child(dsn: str, app_name: str) -> None:
+    with ConnectionPool(dsn, min_size=2, open=True, kwargs={"application_name": app_name}) as pool:
+        pool.wait(timeout=DEADLINE)
+        before = pool_pids(pool)
+        lent = pool.getconn(timeout=DEADLINE)
+        lent_pid = backend_pid(lent)
+
+        def child() -> dict[str, Any]:
+            pool.putconn(lent)  # closed silently: it belongs to the parent
+            return use_pool_in_child(pool)
+
+        result = fork_and_run(child)
+
+        assert lent_pid not in result["pids"]
+        assert before.isdisjoint(result["pids"])
+        # The parent's borrower still has a working session.
+        assert backend_pid(lent) == lent_pid
+        pool.putconn(lent)
+        assert_parent_sessions_intact(pool, dsn, app_name, before)
+
+
+def test_child_of_a_child_gets_fresh_connections_too(dsn: str, app_name: str) -> None:
+    with ConnectionPool(dsn, min_size=1, open=True, kwargs={"application_name": app_name}) as pool:
+        pool.wait(timeout=DEADLINE)
+        before = pool_pids(pool)
+
+        def child() -> dict[str, Any]:
+            mine = pool_pids(pool)
+            grandchild = fork_and_run(lambda: use_pool_in_child(pool))
+            after = pool_pids(pool)
+            pool.close()
+            return {"mine": sorted(mine), "after": sorted(after), "grandchild": grandchild}
+
+        result = fork_and_run(child)
+
+        assert result["mine"] == result["after"], "the grandchild left the child's session alone"
+        pids = [*before, *result["mine"], *result["grandchild"]["pids"]]
+        assert len(set(pids)) == 3
+        assert_parent_sessions_intact(pool, dsn, app_name, before)
+        wait_until(lambda: backend_pids(dsn, app_name) == before, what="children's sessions gone")
