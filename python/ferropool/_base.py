@@ -47,6 +47,20 @@ TCP_KEEPALIVES = {
 HOOKS = ("on_connect", "on_checkout", "on_checkin", "on_close", "on_error")
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def caller_stacklevel() -> int:
+    """The warnings stacklevel of the first frame outside this package, so
+    a warning points at the user's line whatever the call depth inside."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == _PACKAGE_DIR:
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
 @dataclass
 class Lease:
     """A lent connection tracked for leak detection (leak_timeout set)."""

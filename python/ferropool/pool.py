@@ -25,7 +25,7 @@ from psycopg.rows import TupleRow
 from typing_extensions import Self, TypeVar
 
 from . import _config, _core
-from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, logger
+from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, caller_stacklevel, logger
 from ._compat import PoolConnection
 from ._maintenance import Workers, close_quietly
 from ._ping import ping
@@ -138,7 +138,7 @@ class ConnectionPool(BasePool, Generic[CT]):
             " explicitly, or use the pool as context manager using:"
             f" `with {type(self).__name__}(...) as pool: ...`",
             DeprecationWarning,
-            stacklevel=4,
+            stacklevel=caller_stacklevel(),
         )
 
     # ---- opening and closing ------------------------------------------

@@ -31,7 +31,7 @@ from psycopg.rows import TupleRow
 from typing_extensions import Self, TypeVar
 
 from . import _config, _core
-from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, logger
+from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, caller_stacklevel, logger
 from ._maintenance_async import AsyncWorkers, close_quietly_async
 from ._ping import aping
 from .errors import PoolTimeout
@@ -54,6 +54,11 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 
 def _wake(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
     """Called by the core, from any thread, when a wait is resolved."""
+    if asyncio._get_running_loop() is loop:
+        # On the loop's own thread (a return from another task): no need
+        # for the self-pipe round trip of call_soon_threadsafe.
+        _resolve(fut)
+        return
     with suppress(RuntimeError):  # the loop closed: nobody is waiting
         loop.call_soon_threadsafe(_resolve, fut)
 
@@ -153,6 +158,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open_lock: asyncio.Lock | None = None
         self._workers_pending = False
+        self._ready_waiters: list[asyncio.Future[None]] = []
         if open:
             self._warn_open_async()
         if open is None:
@@ -168,7 +174,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             " release. Please use `await pool.open()`, or use the pool as context"
             f" manager using: `async with {type(self).__name__}(...) as pool: `...",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
 
     def _warn_open_implicit(self) -> None:
@@ -220,10 +226,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         timeout = _config.seconds("timeout", timeout)
         self._check_open_getconn()
         logger.info("waiting for pool %r initialization", self.name)
-        loop = asyncio.get_running_loop()
-        # The core signals readiness to blocked threads: wait on one in an
-        # executor thread so the loop keeps running.
-        ready = await loop.run_in_executor(None, self._core.wait_ready, timeout)
+        ready = await self._wait_ready(timeout)
         if not ready:
             last = self._core.last_connect_error
             await self.close()
@@ -232,6 +235,32 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
                 msg += f"; last connection error: {last}"
             raise PoolTimeout(msg)
         logger.info("pool %r is ready to use", self.name)
+
+    async def _wait_ready(self, timeout: float) -> bool:
+        """Wait on the loop (no thread) until min_size connections are idle.
+        Woken when a connection is added (`_open_connection`) or the pool
+        closes; a short re-check covers connections returned by borrowers."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self._core.available >= self._core.min_size:
+                return True
+            left = deadline - loop.time()
+            if left <= 0 or not self._core.is_open:
+                return False
+            fut: asyncio.Future[None] = loop.create_future()
+            self._ready_waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, min(left, 0.1))
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                with suppress(ValueError):
+                    self._ready_waiters.remove(fut)
+
+    def _notify_ready(self) -> None:
+        for fut in self._ready_waiters:
+            _resolve(fut)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close the pool and make it unavailable to new clients.
@@ -244,6 +273,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         if not self._core.is_open:
             return
         conns = self._core.close()
+        self._notify_ready()
         logger.debug("pool %r closed", self.name)
         for conn in conns:
             await self._close(conn, "pool closed")
@@ -576,6 +606,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             return
         if not self._core.connected(ticket, conn, monotonic() - t0, _socket_of(conn)):
             await close_quietly_async(conn)
+        self._notify_ready()
 
     async def _validate(self, ticket: _core.Ticket) -> None:
         """Ping a suspect or keepalive-due connection; keep it if it

@@ -3,7 +3,7 @@
 One ``select 1`` per request on a connection borrowed from one contender,
 served by waitress with 16 threads: the shape of a small Flask or Django
 view behind a threaded WSGI server. The bench runs one such process per
-contender (``python -m ferropool.cli.wsgi_app``), so each app owns its
+contender (``main()``, see end_to_end.AppProcess), so each app owns its
 process, its GIL and its pool, as in production. It must never take the
 connection string on its command line, where ``ps`` would show the
 password: it comes in the environment, and is removed from it at once.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::Pool;
+use super::{Checkin, Pool};
 use crate::clock::{saturating_nanos, Nanos};
 use crate::error::PoolError;
 use crate::maintenance::{Action, CloseReason, Ticket};
@@ -293,13 +293,22 @@ impl<T: Send> Pool<T> {
                     .claim(id, word, Phase::Returning)
                     .expect("a granted slot waits in Handoff for its waiter");
                 let now = self.now();
-                to_close = match self.retire_reason(&owned, now) {
-                    Some(reason) => {
-                        let actions = self.retire(owned, reason);
-                        self.push_actions(actions);
-                        None
+                to_close = if self.null {
+                    // A null pool keeps nothing idle: the next waiter gets
+                    // it, or the caller closes it.
+                    match self.null_checkin(owned, now) {
+                        Checkin::Kept => None,
+                        Checkin::Close(p, _) => Some(p),
                     }
-                    None => self.make_available(owned, now).finish(),
+                } else {
+                    match self.retire_reason(&owned, now) {
+                        Some(reason) => {
+                            let actions = self.retire(owned, reason);
+                            self.push_actions(actions);
+                            None
+                        }
+                        None => self.make_available(owned, now).finish(),
+                    }
                 };
             }
             Outcome::Abandoned => self.leave_queue(&ticket.waiter),

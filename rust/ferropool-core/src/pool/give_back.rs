@@ -160,7 +160,7 @@ impl<T: Send> Pool<T> {
     /// decision is taken under the queue lock, so a request that queued
     /// because the pool was full is either handed this connection or finds
     /// the capacity it frees.
-    fn null_checkin(&self, mut owned: Owned<'_, T>, now: Nanos) -> Checkin<T> {
+    pub(super) fn null_checkin(&self, mut owned: Owned<'_, T>, now: Nanos) -> Checkin<T> {
         owned.slot().last_returned.store(now, Ordering::Relaxed);
         let mut queue = lock(&self.queue);
         owned.advance(Phase::Handoff);
