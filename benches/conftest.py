@@ -19,11 +19,11 @@ import pytest
 
 from bench_config import (
     CONTENTION_CONNECTIONS,
-    CONTENTION_THREADS,
-    GROUP_CONTENTION,
     MICRO_POOL_SIZE,
     SCALING_TARGET,
+    SCALING_THREADS,
     TARGETS,
+    contention_group,
 )
 from ferropool.cli.contenders import FERROPOOL, POOL_KINDS, PSYCOPG_POOL, PoolKind, open_pool
 from ferropool.cli.workloads import Pool
@@ -105,11 +105,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         slow = measured.get((group, PSYCOPG_POOL, threads))
         if fast and slow:
             lines.append(_ratio_line(group, slow, fast, TARGETS.get(group)))
-    one = measured.get((GROUP_CONTENTION, FERROPOOL, 1))
-    many = measured.get((GROUP_CONTENTION, FERROPOOL, CONTENTION_THREADS))
+    one = measured.get((contention_group(1), FERROPOOL, 1))
+    many = measured.get((contention_group(SCALING_THREADS), FERROPOOL, SCALING_THREADS))
     if one and many:
         # Both do the same total number of blocks, so times compare directly.
-        label = f"ferropool throughput, {CONTENTION_THREADS} threads over 1"
+        label = f"ferropool throughput, {SCALING_THREADS} threads over 1"
         lines.append(_ratio_line(label, one, many, SCALING_TARGET))
     if lines:
         terminalreporter.write_sep("-", "ratios: slower mean / faster mean (medians in brackets)")
@@ -124,3 +124,54 @@ def _ratio_line(label: str, slow: _Measured, fast: _Measured, target: float | No
         verdict = "ok" if ratio >= target else "BELOW TARGET"
         text += f"   target >= {target:g}x: {verdict}"
     return text
+
+
+# ---- async pools (benches/test_async.py): targets and p99 waits --------------
+
+# What ferropool's async pool should reach (psycopg_pool time over ferropool's);
+# shown, never asserted. Keyed like test_async.py's groups.
+ASYNC_TARGETS = {"async connection() block": 3.0, "async: 1000 tasks, 16 connections": 1.0}
+_ASYNC_WAITS = pytest.StashKey[dict[tuple[str, str], float]]()
+
+
+@pytest.fixture
+def record_async_waits(request: pytest.FixtureRequest) -> Any:
+    """Give a pool's per-request waits (seconds), round by round, for a group:
+    the median of the rounds' p99 is printed."""
+
+    def record(group: str, pool: str, rounds: list[list[float]]) -> None:
+        p99s = []
+        for waits in rounds:
+            ordered = sorted(waits)
+            p99s.append(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))])
+        p99s.sort()
+        request.config.stash.setdefault(_ASYNC_WAITS, {})[(group, pool)] = p99s[len(p99s) // 2]
+
+    return record
+
+
+class _AsyncSummary:
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        measured = {(m.group, m.pool): m for m in config.stash.get(_MEASURED, [])}
+        waits = config.stash.get(_ASYNC_WAITS, {})
+        lines = []
+        for group, target in ASYNC_TARGETS.items():
+            fast, slow = measured.get((group, FERROPOOL)), measured.get((group, PSYCOPG_POOL))
+            if fast and slow:
+                lines.append(_ratio_line(group, slow, fast, target))
+            ours, theirs = waits.get((group, FERROPOOL)), waits.get((group, PSYCOPG_POOL))
+            if ours is not None and theirs is not None:
+                verdict = "ok" if ours < theirs else "NOT LOWER"
+                lines.append(
+                    f"{'  p99 wait (median of rounds)':<42} psycopg_pool {theirs * 1e3:.1f} ms,"
+                    f" ferropool {ours * 1e3:.1f} ms   target lower: {verdict}"
+                )
+        if lines:
+            terminalreporter.write_sep("-", "async pools: psycopg_pool / ferropool")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_AsyncSummary(), "ferropool-async-summary")

@@ -1,42 +1,35 @@
-"""More threads than connections: 32 threads share 16, with empty blocks.
+"""Threads sharing 16 connections, with empty blocks: 1, 4, 16, 32 and 64 threads.
 
-A benchmarked call is one batch: every thread does ITERATIONS empty
-``with pool.connection():`` blocks, and the call ends when the last thread
-is done. The 1-thread run does the same total number of blocks, so its
-time against the 32-thread one is the throughput lost to contention.
+A benchmarked call is one batch of CONTENTION_BLOCKS empty
+``with pool.connection():`` blocks shared out between the threads; the
+call ends when the last thread is done. Every thread count does the same
+total, so ferropool's 32-thread time against its 1-thread time is the
+throughput lost to contention.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import pytest
 
-from bench_config import CONTENTION_CONNECTIONS, CONTENTION_THREADS, GROUP_CONTENTION
-from ferropool.cli.contenders import FERROPOOL, PoolKind, open_pool
+from bench_config import CONTENTION_BLOCKS, CONTENTION_THREADS, contention_group
+from ferropool.cli.contenders import PoolKind
 from ferropool.cli.workloads import Pool, ThreadGang, connection_block
 
-ITERATIONS = 2_000
-ROUNDS = 10
+ROUNDS = 5
 
 
-@pytest.mark.benchmark(group=GROUP_CONTENTION)
-def test_contention(benchmark: Any, contention_pool: Pool, pool_kind: PoolKind) -> None:
-    benchmark.extra_info.update(
-        pool=pool_kind, threads=CONTENTION_THREADS, blocks=CONTENTION_THREADS * ITERATIONS
-    )
-    work = partial(connection_block, contention_pool, ITERATIONS)
-    with ThreadGang(CONTENTION_THREADS, work) as gang:
-        benchmark.pedantic(gang.run, rounds=ROUNDS, warmup_rounds=1)
+@pytest.mark.parametrize("threads", CONTENTION_THREADS)
+def test_contention(
+    benchmark: Any, contention_pool: Pool, pool_kind: PoolKind, threads: int
+) -> None:
+    benchmark.group = contention_group(threads)
+    benchmark.extra_info.update(pool=pool_kind, threads=threads, blocks=CONTENTION_BLOCKS)
 
+    def blocks(count: int) -> None:
+        connection_block(contention_pool, count)
 
-@pytest.mark.benchmark(group=GROUP_CONTENTION)
-def test_one_thread(benchmark: Any, bench_dsn: str) -> None:
-    blocks = CONTENTION_THREADS * ITERATIONS
-    benchmark.extra_info.update(pool=FERROPOOL, threads=1, blocks=blocks)
-    with (
-        open_pool(FERROPOOL, bench_dsn, CONTENTION_CONNECTIONS) as pool,
-        ThreadGang(1, partial(connection_block, pool, blocks)) as gang,
-    ):
-        benchmark.pedantic(gang.run, rounds=ROUNDS, warmup_rounds=1)
+    with ThreadGang(threads, blocks) as gang:
+        benchmark.pedantic(gang.run, args=(CONTENTION_BLOCKS // threads,), rounds=ROUNDS,
+                           warmup_rounds=1)  # fmt: skip
