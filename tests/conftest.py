@@ -77,3 +77,13 @@ def stoppable_server(pg_server: PgServer) -> Iterator[EmbeddedPostgres]:
 def anyio_backend() -> str:
     """Async tests (``@pytest.mark.anyio``) run on asyncio: the async pools are asyncio pools."""
     return "asyncio"
+
+
+# PgBouncer and streaming-standby fixtures (fleet tests, issue 7).
+from fleet_fixtures import pgbouncer, replica_set, restartable_pgbouncer  # noqa: E402, F401
+
+# The throwaway MariaDB server of the DB-API adapter tests (PyMySQL).
+from mariadb_fixtures import mariadb  # noqa: E402, F401
+
+# The reliability, fault and security suite (issue 6): servers, secret watch, figures.
+from reliability_fixtures import pytest_terminal_summary, scram_server, secret_watch, tls_server  # noqa: E402, F401

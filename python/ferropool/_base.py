@@ -14,17 +14,21 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg import Connection
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
-from . import _config, _core, _fork
+from . import _config, _core, _fork, pgbouncer, sizing
 from ._compat import PSYCOPG_VERSION
 from ._failover import is_failover_error, is_failover_message
 from ._secrets import scrub, secrets_of
 from .errors import PoolClosed
+
+if TYPE_CHECKING:
+    from .metrics import Histogram
+    from .metrics.advice import Finding
 
 logger = logging.getLogger("ferropool")
 
@@ -112,6 +116,8 @@ class BasePool:
         on_checkin: Any,
         on_close: Any,
         on_error: Any,
+        server: str = pgbouncer.POSTGRESQL,
+        budget_share: float | None = None,
     ) -> None:
         self.conninfo = _config.conninfo(conninfo)
         self.kwargs = _config.kwargs(kwargs)
@@ -143,6 +149,17 @@ class BasePool:
             "max_connecting", max_connecting, minimum=1, maximum=_config.MAX_WORKERS
         )
         self.expect_primary = _config.flag("expect_primary", expect_primary)
+        # What the connections point at (PostgreSQL, or PgBouncer in session
+        # or transaction mode): see ferropool.pgbouncer.
+        self.server = pgbouncer.server_option(
+            server, reset=self._reset, configure=self._configure, stacklevel=caller_stacklevel() + 1
+        )
+        # max_size as a share of the server's budget, resolved at open: see
+        # ferropool.sizing. A max_size given too caps it.
+        self.budget_share = sizing.budget_share_option(budget_share, server=self.server)
+        self._budget_pending = self.budget_share is not None
+        self._budget_cap = max_size
+        self._budget_task: Any = None
         self._hooks: dict[str, Any] = {
             hook: _config.callback(hook, fn)
             for hook, fn in zip(
@@ -188,6 +205,7 @@ class BasePool:
         # Set in a forked child: connections lent before the fork may still
         # be returned; they are closed (their sockets point at /dev/null).
         self._forked = False
+        self._resolved_secrets: list[str] = []
         self._open_implicit = False
         self._update_fast_path()
         _fork.register(self)
@@ -433,8 +451,15 @@ class BasePool:
     def _hook_error(self, hook: str, ex: BaseException) -> None:
         logger.warning("pool %r: %s hook failed: %s", self.name, hook, self._describe(ex))
 
+    def _server_kwargs(self, kwargs: dict[str, Any]) -> None:
+        """Add the connect arguments the `server` option needs to *kwargs*."""
+        pgbouncer.connect_kwargs(self.server, kwargs)
+
     def _tcp_keepalives(self, conninfo: str, kwargs: dict[str, Any]) -> None:
-        """Add libpq TCP keepalives to *kwargs* unless the user set any."""
+        """Add libpq TCP keepalives to *kwargs* unless the user set any.
+        (Called with every attempt's resolved parameters: also notes their
+        secrets, for messages about that attempt.)"""
+        self._remember_secrets(conninfo, kwargs)
         if not self.tcp_keepalives:
             return
         try:
@@ -449,7 +474,25 @@ class BasePool:
     def _secrets(self) -> list[str]:
         conninfo = self.conninfo if isinstance(self.conninfo, str) else ""
         kwargs = self.kwargs if isinstance(self.kwargs, Mapping) else None
-        return secrets_of(conninfo, kwargs)
+        # Callable conninfo/kwargs: the values of the last attempt too.
+        return secrets_of(conninfo, kwargs) + self._resolved_secrets
+
+    def _remember_secrets(self, conninfo: str, kwargs: Mapping[str, Any]) -> None:
+        """Note the secrets of a connect attempt's resolved parameters."""
+        if callable(self.conninfo) or callable(self.kwargs):
+            self._resolved_secrets = secrets_of(conninfo, kwargs)
+
+    def _scrubbed(self, ex: BaseException) -> BaseException:
+        """*ex*, or a copy of the same type without the secrets libpq may
+        quote back from a malformed conninfo."""
+        text = str(ex)
+        clean = scrub(text, self._secrets())
+        if clean == text or not isinstance(ex, Exception):
+            return ex
+        try:
+            return type(ex)(clean)
+        except Exception:
+            return RuntimeError(clean)
 
     def _describe(self, ex: BaseException) -> str:
         """An exception as a message safe to log and raise."""
@@ -469,3 +512,21 @@ class BasePool:
             self.reconnect_timeout,
         )
         return True
+
+    # ---- metrics (ferropool.metrics) ---------------------------------------
+
+    def get_histograms(self, reset: bool = False) -> dict[str, Histogram]:
+        """Histograms of ``wait_time`` (queued requests only), ``usage_time``
+        and ``connect_time``, in seconds, as kept by the core since the pool
+        was created (or last reset, with *reset*): see ferropool.metrics."""
+        from .metrics import histograms
+
+        return histograms(self, reset)
+
+    def advice(self) -> list[Finding]:
+        """Whether the pool looks too small, too large or leaking, from its
+        figures since the previous calls (or a watcher's samples): see
+        ferropool.metrics.advice. Each call takes a sample."""
+        from .metrics.advice import advise
+
+        return advise(self)

@@ -56,7 +56,10 @@ def optional_size(name: str, value: object) -> int | None:
 def seconds(name: str, value: object, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {value!r} ({_type_name(value)})")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is too large, got {value}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number of seconds, got {value}")
     if value < 0 or (positive and value == 0):

@@ -9,6 +9,7 @@ an exception escape: a dead worker would silently stop the pool refilling.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import weakref
@@ -29,7 +30,8 @@ _IDLE_POLL = 5.0
 def close_quietly(conn: Any) -> None:
     """Close a connection the pool no longer counts, logging any failure."""
     try:
-        conn._pool = None
+        with contextlib.suppress(AttributeError):  # DB-API objects without __dict__
+            conn._pool = None
         conn.close()
     except Exception as ex:
         logger.warning("error closing connection: %s", ex.__class__.__name__)
@@ -63,7 +65,7 @@ class Workers:
         for t in threads:
             if t is me:
                 continue
-            t.join(timeout)
+            t.join(min(timeout, threading.TIMEOUT_MAX))
             if t.is_alive():
                 logger.warning(
                     "couldn't stop thread %s in pool %r within %s seconds",

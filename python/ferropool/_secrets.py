@@ -26,6 +26,14 @@ def secrets_of(conninfo: str, kwargs: Mapping[str, Any] | None) -> list[str]:
         found.append(kwargs["password"])
     for m in _KEYWORD.finditer(conninfo):
         found.append(m.group(2).strip("'"))
+        if not m.group(2).startswith("'"):
+            # An unquoted value with a space: libpq reads the next words as
+            # keywords and may quote them back ("missing = after ..."). They
+            # are part of the password until the next real keyword=value.
+            for word in conninfo[m.end() :].split():
+                if "=" in word:
+                    break
+                found.append(word)
     for m in _URI.finditer(conninfo):
         found.append(m.group(2))
     return [s for s in found if s]

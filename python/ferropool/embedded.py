@@ -129,6 +129,8 @@ class EmbeddedPostgres:
 
     ``stop()`` keeps the data directory and port, so ``start()`` brings the
     same server back (outage tests); ``close()`` stops it and deletes it.
+    ``replication=True`` also accepts streaming-replication connections
+    (pg_basebackup, standbys) from 127.0.0.1, with the same authentication.
     The directory is created by the first ``start()``: before it, ``data_dir``
     and, with TLS, ``ca_file`` and ``dsn`` raise RuntimeError.
     """
@@ -144,6 +146,7 @@ class EmbeddedPostgres:
         port: int | None = None,
         settings: Mapping[str, str | int] | None = None,
         startup_timeout: float = 60.0,
+        replication: bool = False,
     ) -> None:
         if auth not in ("trust", "scram-sha-256"):
             raise ValueError(f"auth must be 'trust' or 'scram-sha-256', not {auth!r}")
@@ -157,6 +160,7 @@ class EmbeddedPostgres:
         self._port = port if port is not None else free_port()
         self._settings = dict(settings or {})
         self._startup_timeout = startup_timeout
+        self._replication = replication
 
         # PostgreSQL refuses to run as root, so root runs it as a system user.
         self._os_user = _ensure_os_user() if os.geteuid() == 0 else None
@@ -430,9 +434,10 @@ class EmbeddedPostgres:
             )
         # The socket directory is private, so local trust only lets in the
         # server user and root; TCP is limited to 127.0.0.1.
+        replication = f"host replication all {HOST}/32 {self._auth}\n" if self._replication else ""
         (self.data_dir / "pg_hba.conf").write_text(
             "local all all trust\n"
-            f"host all all {HOST}/32 {self._auth}\n"
+            f"host all all {HOST}/32 {self._auth}\n" + replication
         )  # fmt: skip
 
     def _make_certificates(self) -> tuple[Path, Path]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from time import monotonic, sleep
 from typing import Any
 
-from . import _config, _core
+from . import _config, _core, sizing
 from ._compat import ConnectionTimeout
 from ._maintenance import close_quietly
 from .errors import PoolClosed, PoolTimeout
@@ -60,6 +60,8 @@ class NullConnectionPool(ConnectionPool[CT]):
         on_checkin: Callable[[CT], None] | None = None,
         on_close: Callable[[CT, str], None] | None = None,
         on_error: Callable[[BaseException, CT | None], None] | None = None,
+        server: str = "postgresql",
+        budget_share: float | None = None,
     ) -> None:
         # close_returns makes no sense without idle connections: psycopg_pool
         # ignores it too.
@@ -94,11 +96,14 @@ class NullConnectionPool(ConnectionPool[CT]):
             on_checkin=on_checkin,
             on_close=on_close,
             on_error=on_error,
+            server=server,
+            budget_share=budget_share,
         )
 
     def _open(self) -> None:
         # Nothing to open in the background: no workers.
         if not self._core.is_open:
+            sizing.resolve_share(self)
             self._core.open()
 
     def _take(self, deadline: float) -> Any:
@@ -114,7 +119,7 @@ class NullConnectionPool(ConnectionPool[CT]):
             raise PoolTimeout(self._describe(ex)) from None
         except BaseException as ex:
             self._core.connect_failed_caller(got, self._describe(ex))
-            raise
+            raise self._scrubbed(ex) from None
         if not self._core.connected_to_caller(got, conn, monotonic() - t0):
             close_quietly(conn)
             raise PoolClosed(f"the pool {self.name!r} is already closed")

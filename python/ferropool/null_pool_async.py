@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
 
-from . import _config, _core
+from . import _config, _core, sizing
 from ._compat import ConnectionTimeout
 from ._maintenance_async import close_quietly_async
 from .errors import PoolClosed, PoolTimeout
@@ -64,6 +64,8 @@ class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
         on_checkin: Callable[[ACT], None] | None = None,
         on_close: Callable[[ACT, str], None] | None = None,
         on_error: Callable[[BaseException, ACT | None], None] | None = None,
+        server: str = "postgresql",
+        budget_share: float | None = None,
     ) -> None:
         # close_returns makes no sense without idle connections.
         super().__init__(
@@ -97,6 +99,8 @@ class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
             on_checkin=on_checkin,
             on_close=on_close,
             on_error=on_error,
+            server=server,
+            budget_share=budget_share,
         )
 
     def _open(self) -> None:
@@ -107,6 +111,8 @@ class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
             except RuntimeError:
                 raise RuntimeError(f"{type(self).__name__} open with no running loop") from None
             self._core.open()
+            if self._budget_pending:
+                self._budget_task = self._loop.create_task(sizing.aresolve_share(self))
 
     async def _got(self, got: Any, deadline: float) -> Any:
         if not isinstance(got, _core.Ticket):
@@ -120,7 +126,7 @@ class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
             raise PoolTimeout(self._describe(ex)) from None
         except BaseException as ex:
             self._core.connect_failed_caller(got, self._describe(ex))
-            raise
+            raise self._scrubbed(ex) from None
         if not self._core.connected_to_caller(got, conn, monotonic() - t0):
             await close_quietly_async(conn)
             raise PoolClosed(f"the pool {self.name!r} is already closed")

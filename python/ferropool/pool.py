@@ -24,7 +24,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from typing_extensions import Self, TypeVar
 
-from . import _config, _core
+from . import _config, _core, sizing
 from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, caller_stacklevel, logger
 from ._compat import PoolConnection
 from ._maintenance import Workers, close_quietly
@@ -82,6 +82,8 @@ class ConnectionPool(BasePool, Generic[CT]):
         on_checkin: Callable[[CT], None] | None = None,
         on_close: Callable[[CT, str], None] | None = None,
         on_error: Callable[[BaseException, CT | None], None] | None = None,
+        server: str = "postgresql",
+        budget_share: float | None = None,
     ) -> None:
         if open is not None:
             _config.flag("open", open)
@@ -115,6 +117,8 @@ class ConnectionPool(BasePool, Generic[CT]):
             on_checkin=on_checkin,
             on_close=on_close,
             on_error=on_error,
+            server=server,
+            budget_share=budget_share,
         )
         self._workers = Workers(self._core, self, max(self.num_workers, self.max_connecting))
         self._open_lock = threading.Lock()
@@ -160,6 +164,7 @@ class ConnectionPool(BasePool, Generic[CT]):
     def _open(self) -> None:
         if self._core.is_open:
             return
+        sizing.resolve_share(self)
         self._core.open()
         self._workers.start()
 
@@ -397,7 +402,7 @@ class ConnectionPool(BasePool, Generic[CT]):
                     f" by reset function {self._reset}: discarded"
                 )
         except Exception as ex:
-            logger.warning("error resetting connection: %s", ex)
+            logger.warning("error resetting connection: %s", self._describe(ex))
             self._hook("on_error", ex, conn)
             return False
         return True
@@ -540,6 +545,7 @@ class ConnectionPool(BasePool, Generic[CT]):
         kwargs = self._resolve_kwargs()
         if timeout:
             kwargs["connect_timeout"] = max(round(timeout), 1)
+        self._server_kwargs(kwargs)
         self._tcp_keepalives(conninfo or "", kwargs)
         conn = cast("CT", self.connection_class.connect(conninfo or "", **kwargs))
         # Marked as pooled while configure runs, so `with conn:` inside it

@@ -30,7 +30,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from typing_extensions import Self, TypeVar
 
-from . import _config, _core
+from . import _config, _core, sizing
 from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, caller_stacklevel, logger
 from ._maintenance_async import AsyncWorkers, close_quietly_async
 from ._ping import aping
@@ -120,6 +120,8 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         on_checkin: Callable[[ACT], None] | None = None,
         on_close: Callable[[ACT, str], None] | None = None,
         on_error: Callable[[BaseException, ACT | None], None] | None = None,
+        server: str = "postgresql",
+        budget_share: float | None = None,
     ) -> None:
         if open is not None:
             _config.flag("open", open)
@@ -153,6 +155,8 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             on_checkin=on_checkin,
             on_close=on_close,
             on_error=on_error,
+            server=server,
+            budget_share=budget_share,
         )
         self._workers = AsyncWorkers(self._core, self, max(self.num_workers, self.max_connecting))
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -203,6 +207,8 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
             self._open()
+        if self._budget_task is not None:
+            await self._budget_task
         if wait:
             await self.wait(timeout=timeout)
 
@@ -215,7 +221,16 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             raise RuntimeError(f"{type(self).__name__} open with no running loop") from None
         self._core.open()
         self._loop = loop
-        self._workers.start(loop)
+        if self._budget_pending:
+            # budget_share: size the pool before the workers fill it.
+            self._budget_task = loop.create_task(self._open_sized(loop))
+        else:
+            self._workers.start(loop)
+
+    async def _open_sized(self, loop: asyncio.AbstractEventLoop) -> None:
+        await sizing.aresolve_share(self)
+        if self._core.is_open:
+            self._workers.start(loop)
 
     async def wait(self, timeout: float = 30.0) -> None:
         """Wait until min_size connections are ready.
@@ -504,7 +519,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
                     f" by reset function {self._reset}: discarded"
                 )
         except Exception as ex:
-            logger.warning("error resetting connection: %s", ex)
+            logger.warning("error resetting connection: %s", self._describe(ex))
             await self._hook("on_error", ex, conn)
             return False
         return True
@@ -651,6 +666,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         kwargs = dict(kwargs) if kwargs else {}
         if timeout:
             kwargs["connect_timeout"] = max(round(timeout), 1)
+        self._server_kwargs(kwargs)
         self._tcp_keepalives(conninfo or "", kwargs)
         conn = cast("ACT", await self.connection_class.connect(conninfo or "", **kwargs))
         conn._pool = self  # type: ignore[assignment]

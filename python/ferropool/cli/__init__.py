@@ -13,7 +13,7 @@ import sys
 from typing import NoReturn
 
 from .._secrets import scrub
-from . import bench
+from . import bench, sizing
 from .errors import CliError
 
 __all__ = ["main"]
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="ferropool: a PostgreSQL connection pool.")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     bench.add_parser(commands)
+    sizing.add_parser(commands)
     return parser
 
 

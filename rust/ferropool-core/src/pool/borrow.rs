@@ -104,14 +104,8 @@ impl<T: Send> Pool<T> {
         if bypass == u64::MAX {
             return false;
         }
-        // The hang-up watch already knows (no syscall): the server closed
-        // this connection's socket.
-        if let Some(h) = &self.hangup {
-            let token = owned.read(|d| d.hup_token);
-            if h.hung_up(owned.id(), token) {
-                bump(&self.counters.liveness_suspects, 1);
-                return true;
-            }
+        if self.hung_up(owned) {
+            return true;
         }
         let idle_for = now.saturating_sub(owned.slot().last_returned.load(Ordering::Relaxed));
         if idle_for < bypass {
@@ -123,6 +117,20 @@ impl<T: Send> Pool<T> {
         }
         bump(&self.counters.liveness_polls, 1);
         let dead = crate::liveness::socket_looks_dead(fd);
+        if dead {
+            bump(&self.counters.liveness_suspects, 1);
+        }
+        dead
+    }
+
+    /// The hang-up watch already knows (no syscall): the server closed this
+    /// connection's socket.
+    pub(super) fn hung_up(&self, owned: &Owned<'_, T>) -> bool {
+        let Some(h) = &self.hangup else {
+            return false;
+        };
+        let token = owned.read(|d| d.hup_token);
+        let dead = h.hung_up(owned.id(), token);
         if dead {
             bump(&self.counters.liveness_suspects, 1);
         }

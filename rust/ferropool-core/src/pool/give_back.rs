@@ -81,6 +81,13 @@ impl<T: Send> Pool<T> {
         if self.null {
             return Ok(self.null_checkin(owned, now));
         }
+        // The server hung up while it was lent: a ping decides before anyone
+        // (a waiter first of all) gets it.
+        if self.liveness_bypass_ns.load(Ordering::Relaxed) != u64::MAX && self.hung_up(&owned) {
+            let ticket = self.to_validation(owned);
+            self.push_actions([Action::Validate(ticket)]);
+            return Ok(Checkin::Kept);
+        }
         match self.make_available(owned, now).finish() {
             None => Ok(Checkin::Kept),
             Some(p) => Ok(Checkin::Close(p, CloseReason::PoolClosed)),

@@ -1,0 +1,313 @@
+"""SQLAlchemy on ferropool: ``create_engine(url, poolclass=FerroPool)``.
+
+``FerroPool`` is a ``sqlalchemy.pool.Pool``: SQLAlchemy keeps doing what
+its pools do (pre-ping, reset on return, invalidation, pool events, the
+dialect's per-connection set-up) and ferropool's core does the pooling
+(lock-free lending, FIFO waiters, background connecting, lifetimes, server
+hang-up detection, stats). It runs on any DB-API dialect: postgresql
+(psycopg, psycopg2, pg8000), mysql+pymysql, ... through
+`ferropool.adapters.dbapi.Pool`, whose connections are opened with the
+engine's own creator.
+
+Why a pool class rather than ``creator=`` with ``NullPool`` and a
+``close_returns=True`` ferropool: with NullPool every checkout is a new
+SQLAlchemy connection record, so the dialect's connect events (type
+registration, isolation level) run on every checkout, ``record.info`` lasts
+one checkout, and ``invalidate()`` calls ``close()``, which close_returns
+turns into a return: the connection SQLAlchemy declared bad goes back to
+the pool. Here a record lives as long as its DBAPI connection (connect
+events run once per connection), and whatever SQLAlchemy closes
+(``invalidate()``, a failed pre-ping, a failed connect event, a detached
+connection) is discarded from ferropool (``returns_bad``), never reused.
+
+How SQLAlchemy's semantics map onto ferropool:
+
+- ``pool_pre_ping=True``: SQLAlchemy pings at checkout; a failed ping
+  discards that connection and, as SQLAlchemy does for every pool,
+  retires every connection opened before now (ferropool's ``drain()``).
+  A record's first checkout is pinged too: the connection may have sat
+  idle in ferropool.
+- reset on return (``pool_reset_on_return``): SQLAlchemy's rollback (or
+  commit) runs before the connection reaches ferropool, which then skips
+  its own rollback; a connection still in a transaction by its driver's
+  account is rolled back anyway, and a broken one discarded.
+- ``invalidate()`` and disconnect errors: the connection is closed and
+  discarded from ferropool; a disconnect error retires every connection
+  opened before it (``drain()``).
+- ``pool_size`` is ferropool's min_size (opened in the background at the
+  first checkout, rather than one by one on demand), ``pool_size +
+  max_overflow`` its max_size; connections above pool_size close after
+  ``max_idle`` seconds idle (QueuePool closes them at once).
+  ``pool_timeout``: the FIFO wait (``sqlalchemy.exc.TimeoutError``).
+  ``pool_recycle`` sets max_lifetime (default 3600 s, with jitter);
+  ``engine.dispose()`` closes the ferropool and opens a new one.
+- ferropool-specific options, passed to ``create_engine`` as is:
+  ``min_size`` (overrides pool_size), ``max_idle``, ``max_lifetime``,
+  ``max_waiting``, ``liveness_bypass``, ``keepalive_interval``,
+  ``num_workers``. ``pool_use_lifo`` is not supported (ferropool's
+  waiters are served in arrival order).
+
+A detached connection (``connection.detach()``) keeps its ferropool slot
+until it is closed, when it is discarded.
+
+Connection errors surface differently: ferropool's workers connect in the
+background, so an unreachable server makes a checkout wait ``pool_timeout``
+and raise ``sqlalchemy.exc.TimeoutError`` naming the last connection error,
+where QueuePool raises the driver's error at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import exc
+from sqlalchemy.pool import Pool
+from sqlalchemy.pool.base import _ConnectionRecord
+
+from ..adapters.dbapi import Pool as DbapiPool
+from ..errors import PoolClosed, PoolTimeout, TooManyRequests
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+    from sqlalchemy.pool.base import _CreatorFnType, _CreatorWRecFnType
+
+__all__ = ["FerroPool"]
+
+# Names of pools without a pool_logging_name: sqlalchemy-1, sqlalchemy-2...
+_numbers = itertools.count(1)
+
+
+class FerroPool(Pool):
+    """A SQLAlchemy pool whose connections are pooled by ferropool's core."""
+
+    def __init__(
+        self,
+        creator: _CreatorFnType | _CreatorWRecFnType,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        timeout: float = 30.0,
+        min_size: int | None = None,
+        max_idle: float = 10 * 60.0,
+        max_lifetime: float | None = None,
+        max_waiting: int = 0,
+        liveness_bypass: float | None = 0.5,
+        keepalive_interval: float | None = 60.0,
+        num_workers: int = 2,
+        recycle: int = -1,
+        **kw: Any,
+    ) -> None:
+        # SQLAlchemy's own recycle check is off: ferropool retires expired
+        # connections itself, at checkout and at return.
+        super().__init__(creator, recycle=-1, **kw)
+        if max_overflow < 0:
+            raise exc.ArgumentError(
+                f"FerroPool needs a bounded size: max_overflow must be >= 0, got {max_overflow}"
+            )
+        if pool_size <= 0 and min_size is None:
+            raise exc.ArgumentError(
+                f"FerroPool needs a bounded size: pool_size must be > 0, got {pool_size}"
+            )
+        if max_lifetime is None:
+            max_lifetime = float(recycle) if recycle > 0 else 60 * 60.0
+        self._args: dict[str, Any] = {
+            "pool_size": pool_size,
+            "max_overflow": max_overflow,
+            "timeout": timeout,
+            "min_size": min_size,
+            "max_idle": max_idle,
+            "max_lifetime": max_lifetime,
+            "max_waiting": max_waiting,
+            "liveness_bypass": liveness_bypass,
+            "keepalive_interval": keepalive_interval,
+            "num_workers": num_workers,
+        }
+        self._pool_size = pool_size
+        self._timeout = timeout
+        # The record of each connection ferropool lent us at least once, by
+        # id(connection); dropped when ferropool closes the connection.
+        self._records: dict[int, _ConnectionRecord] = {}
+        # A connection taken from ferropool in _do_get, for the new record's
+        # creator call on the same thread.
+        self._handoff = threading.local()
+        self._open_lock = threading.Lock()
+        self._opened = False
+        self.ferropool: DbapiPool[Any] = DbapiPool(
+            self._connect,
+            min_size=pool_size if min_size is None else min_size,
+            max_size=pool_size + max_overflow,
+            timeout=timeout,
+            open=False,
+            name=self._orig_logging_name or f"sqlalchemy-{next(_numbers)}",
+            # SQLAlchemy resets (reset_on_return) before the connection is
+            # returned: no second rollback on drivers that cannot tell.
+            rollback_on_return=False,
+            max_waiting=max_waiting,
+            max_lifetime=max_lifetime,
+            max_idle=max_idle,
+            num_workers=num_workers,
+            liveness_bypass=liveness_bypass,
+            keepalive_interval=keepalive_interval,
+            on_close=self._forget,
+        )
+
+    # ---- creator plumbing ----------------------------------------------------
+
+    def _should_wrap_creator(
+        self, creator: _CreatorFnType | _CreatorWRecFnType
+    ) -> _CreatorWRecFnType:
+        # Pool.__init__ (and any later `pool._creator = ...`) lands here.
+        # SQLAlchemy's records call _invoke_creator for a connection: ours
+        # borrows from ferropool, whose workers call the real creator.
+        self._raw_creator = super()._should_wrap_creator(creator)
+        return self._borrow
+
+    def _connect(self) -> DBAPIConnection:
+        """ferropool's workers: open a DBAPI connection with the engine's creator."""
+        return self._raw_creator(None)  # type: ignore[arg-type]
+
+    def _borrow(self, rec: ConnectionPoolEntry) -> DBAPIConnection:
+        conn = getattr(self._handoff, "conn", None)
+        if conn is None:
+            # A record reconnecting (after invalidate() or a failed pre-ping).
+            conn = self._take()
+        else:
+            self._handoff.conn = None
+        self._records[id(conn)] = cast(_ConnectionRecord, rec)
+        return cast("DBAPIConnection", conn)
+
+    def _take(self) -> Any:
+        if not self._opened:
+            with self._open_lock:
+                if not self._opened:
+                    self.ferropool.open()
+                    self._opened = True
+        try:
+            return self.ferropool.getconn()
+        except (PoolTimeout, TooManyRequests) as ex:
+            raise exc.TimeoutError(
+                f"FerroPool {self.ferropool.name!r}: no connection within {self._timeout} s ({ex})",
+                code="3o7r",
+            ) from None
+        except PoolClosed as ex:
+            raise exc.InvalidRequestError(f"FerroPool is disposed: {ex}") from None
+
+    def _forget(self, conn: Any, reason: str) -> None:
+        """ferropool closes *conn*: its record goes with it."""
+        self._records.pop(id(conn), None)
+
+    # ---- Pool interface ----------------------------------------------------------
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        conn = self._take()
+        record = self._records.get(id(conn))
+        if record is not None and record.dbapi_connection is conn:
+            return record
+        # A connection new to SQLAlchemy: a record for it, whose creation
+        # runs the connect events (the dialect's set-up) once.
+        self._handoff.conn = conn
+        try:
+            record = cast(_ConnectionRecord, self._create_connection())
+        finally:
+            leftover = getattr(self._handoff, "conn", None)
+            self._handoff.conn = None
+            if leftover is not None:  # the creator was never called
+                self.ferropool.putconn(leftover)
+        # It may have been idle in ferropool for a while: let pre-ping
+        # check it rather than trust it as freshly opened.
+        record.fresh = False
+        return record
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        conn = record.dbapi_connection
+        if conn is None:
+            # Invalidated (already discarded from ferropool) or detached
+            # (discarded when the detached connection is closed).
+            return
+        self.ferropool._putconn(conn, rollback=False)
+
+    def _close_connection(self, connection: DBAPIConnection, *, terminate: bool = False) -> None:
+        try:
+            super()._close_connection(connection, terminate=terminate)
+        finally:
+            # Whatever SQLAlchemy closes is gone for ferropool too: counted
+            # as a bad return, its slot reopened by the workers.
+            with contextlib.suppress(ValueError):  # not lent by ferropool (any more)
+                self.ferropool.putconn(connection, close=True)
+
+    def _invalidate(
+        self,
+        connection: PoolProxiedConnection,
+        exception: BaseException | None = None,
+        _checkin: bool = True,
+    ) -> None:
+        # SQLAlchemy's "invalidate every connection opened before now" is
+        # ferropool's drain: idle ones closed now, lent ones when returned.
+        rec = getattr(connection, "_connection_record", None)
+        if not rec or self._invalidate_time < rec.starttime:
+            self._invalidate_time = time.time()
+            self.ferropool.drain()
+        if _checkin and getattr(connection, "is_valid", False):
+            connection.invalidate(exception)
+
+    def recreate(self) -> FerroPool:
+        self.logger.info("Pool recreating")
+        args = dict(self._args)
+        return self.__class__(
+            self._creator,
+            recycle=-1,
+            echo=self.echo,
+            logging_name=self._orig_logging_name,
+            reset_on_return=self._reset_on_return,
+            pre_ping=self._pre_ping,
+            _dispatch=self.dispatch,
+            dialect=self._dialect,
+            **args,
+        )
+
+    def dispose(self) -> None:
+        """Close ferropool's idle connections now, lent ones when returned."""
+        with self._open_lock:
+            self._opened = True  # a disposed pool is not reopened
+        self.ferropool.close()
+        self._records.clear()
+        self.logger.info("Pool disposed. %s", self.status())
+
+    def status(self) -> str:
+        stats = self.ferropool.get_stats()
+        return (
+            f"FerroPool {self.ferropool.name!r} size: {stats['pool_size']}"
+            f" (min {stats['pool_min']}, max {stats['pool_max']})"
+            f" idle: {stats['pool_available']} waiting: {stats['requests_waiting']}"
+        )
+
+    # QueuePool's introspection methods, for tools that call them.
+
+    def size(self) -> int:
+        return self._pool_size
+
+    def timeout(self) -> float:
+        return self._timeout
+
+    def checkedin(self) -> int:
+        return self.ferropool.get_stats()["pool_available"]
+
+    def checkedout(self) -> int:
+        stats = self.ferropool.get_stats()
+        return stats["pool_size"] - stats["pool_available"]
+
+    def overflow(self) -> int:
+        return max(self.ferropool.get_stats()["pool_size"] - self._pool_size, 0)
+
+    # ---- ferropool's figures -------------------------------------------------------
+
+    def get_stats(self) -> dict[str, int]:
+        """ferropool's counters (psycopg_pool's keys)."""
+        return self.ferropool.get_stats()
+
+    def pop_stats(self) -> dict[str, int]:
+        return self.ferropool.pop_stats()

@@ -1,0 +1,438 @@
+"""The connection budget: how big each pool of a fleet may be.
+
+A PostgreSQL server accepts ``max_connections`` client connections, of which
+``superuser_reserved_connections`` (and, from PostgreSQL 16,
+``reserved_connections``) are kept for administrators. What is left, minus
+what other clients hold, is shared by every instance of the application:
+
+    instances x max_size <= max_connections - reserved - others   (fleet rule)
+
+Two more rules bound a useful pool size: about (cores x 2 + spindles)
+connections keep a server busy (PostgreSQL wiki, HikariCP's "About Pool
+Sizing"), and by Little's Law a load of R requests/s each holding a
+connection T seconds keeps R x T connections busy on average.
+
+`read_budget` / `fetch_budget` read the server's figures, `recommend` applies
+the rules (pure, no I/O), `size_fleet` does both; ``python -m ferropool
+sizing`` prints the result. A pool's ``budget_share=`` option sizes it, when
+it opens, as a share of the server's budget (like RDS Proxy's
+MaxConnectionsPercent): `share_size`. Nothing here may put a password in a
+message or leave a connection open.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+if TYPE_CHECKING:
+    from ._base import BasePool
+
+__all__ = [
+    "ServerBudget",
+    "SizingReport",
+    "aread_budget",
+    "fetch_budget",
+    "read_budget",
+    "recommend",
+    "share_size",
+    "size_fleet",
+]
+
+logger = logging.getLogger("ferropool")
+
+# One round trip. reserved_connections is PostgreSQL 16+: current_setting's
+# missing_ok gives NULL before. Other clients are client backends other than
+# this one (walsenders and background workers have budgets of their own),
+# optionally not counting the fleet's own connections by application_name.
+_BUDGET_QUERY = """\
+select current_setting('server_version_num')::int,
+       current_setting('max_connections')::int,
+       current_setting('superuser_reserved_connections')::int,
+       current_setting('reserved_connections', true),
+       (select count(*) from pg_stat_activity
+         where backend_type = 'client backend'
+           and pid <> pg_backend_pid()
+           and (%(app)s::text is null or application_name is distinct from %(app)s::text))
+"""
+
+# Little's Law gives the mean; bursts need more. 1.5x is a common margin.
+DEFAULT_HEADROOM = 1.5
+# An SSD-backed server counts as one "spindle" in the cores rule.
+DEFAULT_SPINDLES = 1
+# Seconds the one-off connection of budget_share / fetch_budget may take.
+CONNECT_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class ServerBudget:
+    """A server's connection limits, and what other clients hold now."""
+
+    server_version: int
+    """``server_version_num``, e.g. 180004."""
+    max_connections: int
+    superuser_reserved_connections: int
+    reserved_connections: int | None
+    """PostgreSQL 16+; None on older servers, which do not have it."""
+    other_connections: int
+    """Client connections open now, other than the one that read this."""
+
+    @property
+    def reserved(self) -> int:
+        """Slots ordinary roles cannot use."""
+        return self.superuser_reserved_connections + (self.reserved_connections or 0)
+
+    @property
+    def usable(self) -> int:
+        """Connections ordinary roles may open in total."""
+        return max(0, self.max_connections - self.reserved)
+
+    @property
+    def available(self) -> int:
+        """What is left for a fleet now: usable minus other clients."""
+        return max(0, self.usable - self.other_connections)
+
+
+@dataclass(frozen=True)
+class SizingReport:
+    """The recommended max_size per instance, rule by rule, and why."""
+
+    budget: ServerBudget
+    instances: int
+    fleet_max_size: int
+    """available // instances: the most each instance may hold."""
+    server_cores: int | None
+    spindles: int
+    cores_connections: int | None
+    """cores x 2 + spindles, for the whole fleet; None with cores unknown."""
+    cores_max_size: int | None
+    rate: float | None
+    """Requests per second per instance."""
+    query_ms: float | None
+    """Milliseconds each request holds a connection."""
+    headroom: float
+    busy_connections: float | None
+    """Little's Law: rate x query time, the mean connections in use per instance."""
+    littles_max_size: int | None
+    recommended_max_size: int
+    current_max_size: int | None
+    current_connections: int | None
+    """instances x current_max_size."""
+    over_committed: bool | None
+    """instances x current_max_size > available; None without a current size."""
+    notes: list[str] = field(default_factory=list)
+
+
+def read_budget(
+    conn: psycopg.Connection[Any], *, exclude_application_name: str | None = None
+) -> ServerBudget:
+    """Read the budget on an open connection (one query, rolled back if
+    it opened a transaction). Connections carrying
+    *exclude_application_name* (the fleet's own) are not counted as others."""
+    cur = conn.cursor(row_factory=psycopg.rows.tuple_row)
+    row = cur.execute(_BUDGET_QUERY, {"app": exclude_application_name}).fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return _budget(row)
+
+
+async def aread_budget(
+    conn: psycopg.AsyncConnection[Any], *, exclude_application_name: str | None = None
+) -> ServerBudget:
+    """`read_budget` on an async connection."""
+    cur = conn.cursor(row_factory=psycopg.rows.tuple_row)
+    await cur.execute(_BUDGET_QUERY, {"app": exclude_application_name})
+    row = await cur.fetchone()
+    if not conn.autocommit:
+        await conn.rollback()
+    return _budget(row)
+
+
+def fetch_budget(
+    conninfo: str = "",
+    *,
+    exclude_application_name: str | None = None,
+    connect_timeout: int = CONNECT_TIMEOUT,
+    **kwargs: Any,
+) -> ServerBudget:
+    """Open one connection, read the budget, close it."""
+    kwargs["connect_timeout"] = connect_timeout
+    kwargs["autocommit"] = True
+    with psycopg.Connection.connect(conninfo, **kwargs) as conn:
+        return read_budget(conn, exclude_application_name=exclude_application_name)
+
+
+def _budget(row: Any) -> ServerBudget:
+    if row is None:  # pragma: no cover - the query always returns a row
+        raise psycopg.ProgrammingError("the budget query returned no row")
+    version, max_conn, su_reserved, reserved, others = row
+    return ServerBudget(
+        server_version=int(version),
+        max_connections=int(max_conn),
+        superuser_reserved_connections=int(su_reserved),
+        reserved_connections=None if reserved is None else int(reserved),
+        other_connections=int(others),
+    )
+
+
+def recommend(
+    budget: ServerBudget,
+    *,
+    instances: int,
+    server_cores: int | None = None,
+    spindles: int = DEFAULT_SPINDLES,
+    rate: float | None = None,
+    query_ms: float | None = None,
+    current_max_size: int | None = None,
+    headroom: float = DEFAULT_HEADROOM,
+) -> SizingReport:
+    """Apply the fleet, cores and Little's Law rules to *budget* (no I/O).
+
+    The recommendation is the smallest of the bounds that apply: the fleet
+    rule always, the cores rule with *server_cores*, and Little's Law with
+    both *rate* (requests/s per instance) and *query_ms*. Raises ValueError
+    naming the argument for values that make no sense.
+    """
+    _positive_int("instances", instances)
+    if server_cores is not None:
+        _positive_int("server_cores", server_cores)
+    if isinstance(spindles, bool) or not isinstance(spindles, int) or spindles < 0:
+        raise ValueError(f"spindles must be an int >= 0, got {spindles!r}")
+    if (rate is None) != (query_ms is None):
+        raise ValueError("rate and query_ms go together: Little's Law needs both")
+    for name, value in (("rate", rate), ("query_ms", query_ms), ("headroom", headroom)):
+        if value is not None and not (_finite(value) and value > 0):
+            raise ValueError(f"{name} must be a number greater than 0, got {value!r}")
+    if current_max_size is not None:
+        _positive_int("current_max_size", current_max_size, minimum=0)
+
+    notes: list[str] = []
+    fleet = budget.available // instances
+    if fleet == 0:
+        notes.append(
+            f"no room: {budget.available} connections are available for {instances}"
+            " instances; put PgBouncer in front of the server, run fewer instances,"
+            " or raise max_connections"
+        )
+
+    cores_total = cores_each = None
+    if server_cores is not None:
+        cores_total = server_cores * 2 + spindles
+        cores_each = max(1, cores_total // instances)
+        if cores_total < instances:
+            notes.append(
+                f"{instances} instances exceed the {cores_total} connections the server's"
+                " cores can keep busy: PgBouncer in transaction mode lets them share fewer"
+            )
+
+    busy = littles = None
+    if rate is not None and query_ms is not None:
+        busy = rate * query_ms / 1000.0
+        littles = max(1, math.ceil(busy * headroom))
+
+    caps = [fleet] + ([cores_each] if cores_each is not None else [])
+    cap = min(caps)
+    recommended = cap if littles is None else min(cap, littles)
+    if littles is not None and littles > cap:
+        notes.append(
+            f"the load needs about {littles} connections per instance but the server's budget"
+            f" allows {cap}: requests will queue; shorten queries, run fewer instances, or"
+            " put PgBouncer in front"
+        )
+
+    current_total = over = None
+    if current_max_size is not None:
+        current_total = instances * current_max_size
+        over = current_total > budget.available
+        if over:
+            notes.append(
+                f"OVER-COMMITTED: {instances} instances x max_size {current_max_size} ="
+                f" {current_total} connections > {budget.available} available; at peak, new"
+                " connections will fail with 'sorry, too many clients already'. Lower"
+                f" max_size to {recommended}, or put PgBouncer in front of the server"
+            )
+
+    return SizingReport(
+        budget=budget,
+        instances=instances,
+        fleet_max_size=fleet,
+        server_cores=server_cores,
+        spindles=spindles,
+        cores_connections=cores_total,
+        cores_max_size=cores_each,
+        rate=rate,
+        query_ms=query_ms,
+        headroom=headroom,
+        busy_connections=busy,
+        littles_max_size=littles,
+        recommended_max_size=recommended,
+        current_max_size=current_max_size,
+        current_connections=current_total,
+        over_committed=over,
+        notes=notes,
+    )
+
+
+def size_fleet(
+    conninfo: str = "",
+    *,
+    instances: int,
+    server_cores: int | None = None,
+    spindles: int = DEFAULT_SPINDLES,
+    rate: float | None = None,
+    query_ms: float | None = None,
+    current_max_size: int | None = None,
+    headroom: float = DEFAULT_HEADROOM,
+    exclude_application_name: str | None = None,
+    **kwargs: Any,
+) -> SizingReport:
+    """`fetch_budget` then `recommend`: the report for a fleet of *instances*."""
+    # Arguments first: a typo must not cost a connection attempt.
+    recommend(
+        _EXAMPLE,
+        instances=instances,
+        server_cores=server_cores,
+        spindles=spindles,
+        rate=rate,
+        query_ms=query_ms,
+        current_max_size=current_max_size,
+        headroom=headroom,
+    )
+    budget = fetch_budget(conninfo, exclude_application_name=exclude_application_name, **kwargs)
+    return recommend(
+        budget,
+        instances=instances,
+        server_cores=server_cores,
+        spindles=spindles,
+        rate=rate,
+        query_ms=query_ms,
+        current_max_size=current_max_size,
+        headroom=headroom,
+    )
+
+
+_EXAMPLE = ServerBudget(180000, 100, 3, 0, 0)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _positive_int(name: str, value: object, *, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+# ---- budget_share: a pool sized as a share of the server -----------------
+
+
+def share_size(budget: ServerBudget, share: float) -> int:
+    """max_size for a pool given *share* of the server's usable connections
+    (max_connections minus the reserved slots; other clients are not
+    subtracted, as with RDS Proxy's MaxConnectionsPercent). At least 1."""
+    return max(1, math.floor(share * budget.usable))
+
+
+def budget_share_option(value: object, *, server: str) -> float | None:
+    """Validate the ``budget_share`` pool option."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"budget_share must be a number in (0, 1] or None, got {value!r}"
+            f" ({type(value).__name__})"
+        )
+    share = float(value) if isinstance(value, float) or abs(value) < 2**53 else math.inf
+    if not (math.isfinite(share) and 0 < share <= 1):
+        raise ValueError(f"budget_share must be in (0, 1], got {value!r}")
+    if server != "postgresql":
+        raise ValueError(
+            f"budget_share={value!r} cannot work with server={server!r}: it reads"
+            " PostgreSQL's max_connections, but behind PgBouncer the pool's budget is"
+            " PgBouncer's (max_client_conn, and pool_size in session mode); give max_size"
+        )
+    return share
+
+
+def _conninfo_and_kwargs(conninfo: Any, kwargs: Any) -> tuple[str, dict[str, Any]]:
+    args = dict(kwargs) if kwargs else {}
+    for key in ("prepare_threshold", "row_factory", "cursor_factory", "context", "autocommit"):
+        args.pop(key, None)
+    return conninfo or "", args
+
+
+def _apply_share(pool: BasePool, budget: ServerBudget | None, error: str | None) -> None:
+    """Resize the (not yet open) pool's core to its share of *budget*."""
+    share = pool.budget_share
+    assert share is not None
+    pool._budget_pending = False
+    cap = pool.max_size
+    if budget is None:
+        logger.warning(
+            "pool %r: budget_share=%s: couldn't read the server's budget (%s); keeping max_size=%s",
+            pool.name,
+            share,
+            error,
+            cap if cap or not pool._null else "unbounded",
+        )
+        return
+    size = share_size(budget, share)
+    if pool._budget_cap is not None:
+        size = min(size, pool._budget_cap)
+    min_size = min(pool.min_size, size)
+    pool._core.resize(min_size, size)
+    pool._core_args["min_size"] = min_size
+    pool._core_args["max_size"] = size
+    logger.info(
+        "pool %r: budget_share=%s of %s usable connections: max_size=%s",
+        pool.name,
+        share,
+        budget.usable,
+        size,
+    )
+
+
+def resolve_share(pool: BasePool) -> None:
+    """budget_share, sync pools: read the budget with a one-off connection
+    and resize the pool before it opens. A failure is logged and the pool
+    keeps its constructor's size."""
+    if not pool._budget_pending:
+        return
+    try:
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+        kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs
+        conninfo, args = _conninfo_and_kwargs(conninfo, kwargs)
+        budget = fetch_budget(conninfo, **args)
+    except Exception as ex:
+        _apply_share(pool, None, pool._describe(ex))
+    else:
+        _apply_share(pool, budget, None)
+
+
+async def aresolve_share(pool: BasePool) -> None:
+    """`resolve_share` for the async pools, on their loop."""
+    if not pool._budget_pending:
+        return
+    try:
+        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
+        if inspect.isawaitable(conninfo):
+            conninfo = await conninfo
+        kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs
+        if inspect.isawaitable(kwargs):
+            kwargs = await kwargs
+        conninfo, args = _conninfo_and_kwargs(conninfo, kwargs)
+        args["connect_timeout"] = CONNECT_TIMEOUT
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **args) as conn:
+            budget = await aread_budget(conn)
+    except Exception as ex:
+        _apply_share(pool, None, pool._describe(ex))
+    else:
+        _apply_share(pool, budget, None)
