@@ -305,6 +305,11 @@ def test_arguments_are_checked(dsn: str) -> None:
     assert pool.closed
     assert pool.writer.name == "app-writer"
     assert [r.name for r in pool.readers] == ["app-reader-0", "app-reader-1"]
+    # Readers poll their socket at every checkout unless told otherwise.
+    assert [r.liveness_bypass for r in pool.readers] == [0.0, 0.0]
+    assert pool.writer.liveness_bypass == 0.5
+    mine = RoutingPool(dsn, [dsn], min_size=1, reader_options={"liveness_bypass": 2.0})
+    assert mine.readers[0].liveness_bypass == 2.0
 
 
 # ---- asyncio ---------------------------------------------------------------------------

@@ -22,6 +22,10 @@ A reader is *down* from the moment
   asked for one, and its attempt to replace them fails at once; or
 * a block on one of its connections failed because the server went away.
 
+Readers' pools poll a connection's socket at every checkout
+(``liveness_bypass=0`` unless given), so a read that starts after a reader's
+server has closed its connections is never lent one of them.
+
 It is *up* again once its pool has opened a connection since (the pool's
 workers keep retrying to reach min_size), or when a read retries it, at most
 once per ``reader_retry`` seconds. Reads are never failed for a down reader;
@@ -168,6 +172,11 @@ class _Routing:
         self.writer = self._pool_class(writer, name=f"{self.name}-writer", open=False, **options)
         self.timeout: float = self.writer.timeout
         opts = {**options, **(reader_options or {})}
+        # Readers poll their socket at every checkout (one non-blocking
+        # syscall) rather than trusting a connection used in the last half
+        # second: a read right after a reader's server went away then finds
+        # it closed, instead of being lent it and failing.
+        opts.setdefault("liveness_bypass", 0.0)
         server = opts.get("server", POSTGRESQL)
         opts["configure"] = type(self)._reader_configure(server, opts.get("configure"))
         self._readers = [
