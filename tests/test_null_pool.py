@@ -38,6 +38,18 @@ def test_defaults_like_psycopg_pool(dsn: str) -> None:
     assert (pool.min_size, pool.max_size) == (0, 0)
 
 
+def test_close_returns_is_ignored_like_psycopg_pool(dsn: str, app_name: str) -> None:
+    """A null pool keeps nothing, so close() on a connection closes it."""
+    with null_pool(dsn, app_name, close_returns=True) as pool:
+        assert pool.close_returns is False
+        conn = pool.getconn()
+        pool.putconn(conn)
+        assert conn.closed
+        wait_until(lambda: count_backends(dsn, app_name) == 0, what="server count back to 0")
+    with pytest.raises(TypeError, match=r"close_returns.*'yes'"):
+        NullConnectionPool(dsn, close_returns="yes", open=False)  # type: ignore[arg-type]
+
+
 def test_each_getconn_opens_a_new_connection(dsn: str, app_name: str) -> None:
     with null_pool(dsn, app_name) as pool:
         pids = []

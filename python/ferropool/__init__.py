@@ -12,6 +12,7 @@ from .null_pool import NullConnectionPool
 from .null_pool_async import AsyncNullConnectionPool
 from .pool import ConnectionPool
 from .pool_async import AsyncConnectionPool
+from .routing import AsyncRoutingPool, RoutingPool
 
 try:
     __version__ = version("ferropool")
@@ -21,10 +22,12 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "AsyncConnectionPool",
     "AsyncNullConnectionPool",
+    "AsyncRoutingPool",
     "ConnectionPool",
     "NullConnectionPool",
     "PoolClosed",
     "PoolTimeout",
+    "RoutingPool",
     "TooManyRequests",
     "__version__",
 ]

@@ -7,14 +7,16 @@ module must never block, await, or put a password in a message.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from psycopg import Connection
 from psycopg.conninfo import conninfo_to_dict
@@ -48,6 +50,8 @@ TCP_KEEPALIVES = {
     "keepalives_count": 3,
 }
 
+F = TypeVar("F", bound=Callable[..., None])
+
 HOOKS = ("on_connect", "on_checkout", "on_checkin", "on_close", "on_error")
 
 
@@ -63,6 +67,28 @@ def caller_stacklevel() -> int:
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
+
+
+def null_pool_init(init: F) -> F:
+    """A pool's __init__ with min_size defaulting to 0, for its null variant.
+
+    psycopg_pool's null pools take the same parameters as the full ones but
+    default min_size to 0; this keeps one signature to maintain per pool
+    family while ``inspect.signature`` (and so help() and the docs) shows the
+    null pool's own default.
+    """
+    signature = inspect.signature(init)
+    params = [
+        p.replace(default=0) if p.name == "min_size" else p for p in signature.parameters.values()
+    ]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_size", 0)
+        init(self, *args, **kwargs)
+
+    __init__.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return cast(F, __init__)
 
 
 @dataclass
@@ -129,7 +155,9 @@ class BasePool:
         self._reset = _config.reset(reset)
         self._reconnect_failed = _config.callback("reconnect_failed", reconnect_failed)
         name = _config.name(name)
-        self.close_returns = _config.flag("close_returns", close_returns)
+        # close_returns makes no sense without idle connections: null pools
+        # ignore it, as psycopg_pool's do.
+        self.close_returns = _config.flag("close_returns", close_returns) and not self._null
         self.timeout = _config.seconds("timeout", timeout)
         max_waiting = _config.integer("max_waiting", max_waiting, maximum=_config.MAX_WAITING)
         max_lifetime = _config.seconds("max_lifetime", max_lifetime, positive=True)
@@ -451,15 +479,19 @@ class BasePool:
     def _hook_error(self, hook: str, ex: BaseException) -> None:
         logger.warning("pool %r: %s hook failed: %s", self.name, hook, self._describe(ex))
 
-    def _server_kwargs(self, kwargs: dict[str, Any]) -> None:
-        """Add the connect arguments the `server` option needs to *kwargs*."""
-        pgbouncer.connect_kwargs(self.server, kwargs)
+    def _prepare_connect(
+        self, conninfo: str, kwargs: dict[str, Any], timeout: float | None
+    ) -> None:
+        """Complete one connect attempt's resolved *kwargs*, and note its
+        secrets so messages about the attempt can mask them.
 
-    def _tcp_keepalives(self, conninfo: str, kwargs: dict[str, Any]) -> None:
-        """Add libpq TCP keepalives to *kwargs* unless the user set any.
-        (Called with every attempt's resolved parameters: also notes their
-        secrets, for messages about that attempt.)"""
+        Adds connect_timeout for a bounded attempt, what the `server` option
+        needs, and libpq TCP keepalives unless the user set any.
+        """
         self._remember_secrets(conninfo, kwargs)
+        if timeout:
+            kwargs["connect_timeout"] = max(round(timeout), 1)
+        pgbouncer.connect_kwargs(self.server, kwargs)
         if not self.tcp_keepalives:
             return
         try:

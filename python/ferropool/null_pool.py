@@ -9,15 +9,15 @@ burst; the core does the counting and the FIFO handoff as for a full pool.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from time import monotonic, sleep
 from typing import Any
 
 from . import _config, _core, sizing
+from ._base import null_pool_init
 from ._compat import ConnectionTimeout
 from ._maintenance import close_quietly
 from .errors import PoolClosed, PoolTimeout
-from .pool import _DEFAULT_CONNECTION_CLASS, CT, ConnectionPool
+from .pool import CT, ConnectionPool
 
 logger = logging.getLogger("ferropool")
 
@@ -27,78 +27,7 @@ class NullConnectionPool(ConnectionPool[CT]):
 
     _null = True
 
-    def __init__(
-        self,
-        conninfo: str | Callable[[], str] = "",
-        *,
-        connection_class: type[CT] = _DEFAULT_CONNECTION_CLASS,
-        kwargs: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
-        min_size: int = 0,
-        max_size: int | None = None,
-        open: bool | None = None,
-        configure: Callable[[CT], None] | None = None,
-        check: Callable[[CT], None] | None = None,
-        reset: Callable[[CT], None] | None = None,
-        name: str | None = None,
-        close_returns: bool = False,
-        timeout: float = 30.0,
-        max_waiting: int = 0,
-        max_lifetime: float = 60 * 60.0,
-        max_idle: float = 10 * 60.0,
-        reconnect_timeout: float = 5 * 60.0,
-        reconnect_failed: Callable[[ConnectionPool[Any]], None] | None = None,
-        num_workers: int = 3,
-        liveness_bypass: float | None = 0.5,
-        keepalive_interval: float | None = 60.0,
-        tcp_keepalives: bool = True,
-        leak_timeout: float | None = None,
-        max_uses: int = 0,
-        max_connecting: int = 3,
-        expect_primary: bool = False,
-        on_connect: Callable[[CT], None] | None = None,
-        on_checkout: Callable[[CT], None] | None = None,
-        on_checkin: Callable[[CT], None] | None = None,
-        on_close: Callable[[CT, str], None] | None = None,
-        on_error: Callable[[BaseException, CT | None], None] | None = None,
-        server: str = "postgresql",
-        budget_share: float | None = None,
-    ) -> None:
-        # close_returns makes no sense without idle connections: psycopg_pool
-        # ignores it too.
-        super().__init__(
-            conninfo,
-            connection_class=connection_class,
-            kwargs=kwargs,
-            min_size=min_size,
-            max_size=max_size,
-            open=open,
-            configure=configure,
-            check=check,
-            reset=reset,
-            name=name,
-            close_returns=False,
-            timeout=timeout,
-            max_waiting=max_waiting,
-            max_lifetime=max_lifetime,
-            max_idle=max_idle,
-            reconnect_timeout=reconnect_timeout,
-            reconnect_failed=reconnect_failed,
-            num_workers=num_workers,
-            liveness_bypass=liveness_bypass,
-            keepalive_interval=keepalive_interval,
-            tcp_keepalives=tcp_keepalives,
-            leak_timeout=leak_timeout,
-            max_uses=max_uses,
-            max_connecting=max_connecting,
-            expect_primary=expect_primary,
-            on_connect=on_connect,
-            on_checkout=on_checkout,
-            on_checkin=on_checkin,
-            on_close=on_close,
-            on_error=on_error,
-            server=server,
-            budget_share=budget_share,
-        )
+    __init__ = null_pool_init(ConnectionPool.__init__)
 
     def _open(self) -> None:
         # Nothing to open in the background: no workers.

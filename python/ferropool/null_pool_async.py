@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
 
 from . import _config, _core, sizing
+from ._base import null_pool_init
 from ._compat import ConnectionTimeout
 from ._maintenance_async import close_quietly_async
 from .errors import PoolClosed, PoolTimeout
-from .pool_async import _DEFAULT_CONNECTION_CLASS, ACT, AsyncConnectionPool
+from .pool_async import ACT, AsyncConnectionPool
 
 logger = logging.getLogger("ferropool")
 
@@ -28,80 +28,7 @@ class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
 
     _null = True
 
-    def __init__(
-        self,
-        conninfo: str | Callable[[], str] | Callable[[], Awaitable[str]] = "",
-        *,
-        connection_class: type[ACT] = _DEFAULT_CONNECTION_CLASS,
-        kwargs: dict[str, Any]
-        | Callable[[], dict[str, Any]]
-        | Callable[[], Awaitable[dict[str, Any]]]
-        | None = None,
-        min_size: int = 0,
-        max_size: int | None = None,
-        open: bool | None = None,
-        configure: Callable[[ACT], Awaitable[None]] | None = None,
-        check: Callable[[ACT], Awaitable[None]] | None = None,
-        reset: Callable[[ACT], Awaitable[None]] | None = None,
-        name: str | None = None,
-        close_returns: bool = False,
-        timeout: float = 30.0,
-        max_waiting: int = 0,
-        max_lifetime: float = 60 * 60.0,
-        max_idle: float = 10 * 60.0,
-        reconnect_timeout: float = 5 * 60.0,
-        reconnect_failed: Callable[[AsyncConnectionPool[Any]], Any] | None = None,
-        num_workers: int = 3,
-        liveness_bypass: float | None = 0.5,
-        keepalive_interval: float | None = 60.0,
-        tcp_keepalives: bool = True,
-        leak_timeout: float | None = None,
-        max_uses: int = 0,
-        max_connecting: int = 3,
-        expect_primary: bool = False,
-        on_connect: Callable[[ACT], None] | None = None,
-        on_checkout: Callable[[ACT], None] | None = None,
-        on_checkin: Callable[[ACT], None] | None = None,
-        on_close: Callable[[ACT, str], None] | None = None,
-        on_error: Callable[[BaseException, ACT | None], None] | None = None,
-        server: str = "postgresql",
-        budget_share: float | None = None,
-    ) -> None:
-        # close_returns makes no sense without idle connections.
-        super().__init__(
-            conninfo,
-            connection_class=connection_class,
-            kwargs=kwargs,
-            min_size=min_size,
-            max_size=max_size,
-            open=open,
-            configure=configure,
-            check=check,
-            reset=reset,
-            name=name,
-            close_returns=False,
-            timeout=timeout,
-            max_waiting=max_waiting,
-            max_lifetime=max_lifetime,
-            max_idle=max_idle,
-            reconnect_timeout=reconnect_timeout,
-            reconnect_failed=reconnect_failed,
-            num_workers=num_workers,
-            liveness_bypass=liveness_bypass,
-            keepalive_interval=keepalive_interval,
-            tcp_keepalives=tcp_keepalives,
-            leak_timeout=leak_timeout,
-            max_uses=max_uses,
-            max_connecting=max_connecting,
-            expect_primary=expect_primary,
-            on_connect=on_connect,
-            on_checkout=on_checkout,
-            on_checkin=on_checkin,
-            on_close=on_close,
-            on_error=on_error,
-            server=server,
-            budget_share=budget_share,
-        )
+    __init__ = null_pool_init(AsyncConnectionPool.__init__)
 
     def _open(self) -> None:
         # Nothing to open in the background: no maintenance tasks.

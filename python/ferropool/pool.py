@@ -543,10 +543,7 @@ class ConnectionPool(BasePool, Generic[CT]):
         """A new connection, configured, not yet lent."""
         conninfo = self.conninfo() if callable(self.conninfo) else self.conninfo
         kwargs = self._resolve_kwargs()
-        if timeout:
-            kwargs["connect_timeout"] = max(round(timeout), 1)
-        self._server_kwargs(kwargs)
-        self._tcp_keepalives(conninfo or "", kwargs)
+        self._prepare_connect(conninfo or "", kwargs, timeout)
         conn = cast("CT", self.connection_class.connect(conninfo or "", **kwargs))
         # Marked as pooled while configure runs, so `with conn:` inside it
         # does not close the connection.

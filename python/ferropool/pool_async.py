@@ -664,10 +664,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         if callable(kwargs):
             kwargs = await _maybe_await(kwargs())
         kwargs = dict(kwargs) if kwargs else {}
-        if timeout:
-            kwargs["connect_timeout"] = max(round(timeout), 1)
-        self._server_kwargs(kwargs)
-        self._tcp_keepalives(conninfo or "", kwargs)
+        self._prepare_connect(conninfo or "", kwargs, timeout)
         conn = cast("ACT", await self.connection_class.connect(conninfo or "", **kwargs))
         conn._pool = self  # type: ignore[assignment]
         try:

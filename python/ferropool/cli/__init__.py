@@ -1,6 +1,6 @@
 """The ``ferropool`` command (also ``python -m ferropool``).
 
-One subcommand per module (``bench`` for now); this module only parses the
+One subcommand per module (``bench``, ``sizing``); this module only parses the
 command line, dispatches, and turns a CliError into one line on stderr and
 exit status 2. It must never show a traceback for a problem the user can
 fix, nor echo a password.
