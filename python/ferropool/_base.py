@@ -258,6 +258,12 @@ class BasePool:
     # ---- sizes and settings -------------------------------------------
 
     @property
+    def _worker_count(self) -> int:
+        """Maintenance workers to run. A null pool needs none: its core has
+        no min_size to fill, no idle connection to sweep, check or close."""
+        return 0 if self._null else max(self.num_workers, self.max_connecting)
+
+    @property
     def min_size(self) -> int:
         return self._core.min_size
 

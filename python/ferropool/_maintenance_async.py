@@ -57,6 +57,8 @@ class AsyncWorkers:
         self._thread: threading.Thread | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._count:
+            return
         queue: asyncio.Queue[Action | None] = asyncio.Queue()
         self._tasks = [
             loop.create_task(_work(queue, self._pool_ref), name=f"{self._name}-worker-{i}")

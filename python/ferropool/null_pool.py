@@ -8,18 +8,15 @@ burst; the core does the counting and the FIFO handoff as for a full pool.
 
 from __future__ import annotations
 
-import logging
 from time import monotonic, sleep
 from typing import Any
 
-from . import _config, _core, sizing
+from . import _config, _core
 from ._base import null_pool_init
 from ._compat import ConnectionTimeout
 from ._maintenance import close_quietly
 from .errors import PoolClosed, PoolTimeout
 from .pool import CT, ConnectionPool
-
-logger = logging.getLogger("ferropool")
 
 
 class NullConnectionPool(ConnectionPool[CT]):
@@ -28,12 +25,6 @@ class NullConnectionPool(ConnectionPool[CT]):
     _null = True
 
     __init__ = null_pool_init(ConnectionPool.__init__)
-
-    def _open(self) -> None:
-        # Nothing to open in the background: no workers.
-        if not self._core.is_open:
-            sizing.resolve_share(self)
-            self._core.open()
 
     def _take(self, deadline: float) -> Any:
         got = self._core.wait(deadline - monotonic())
@@ -82,12 +73,6 @@ class NullConnectionPool(ConnectionPool[CT]):
             else:
                 close_quietly(conn)
                 return
-
-    def resize(self, min_size: int, max_size: int | None = None) -> None:
-        """Change max_size; min_size must stay 0."""
-        min_size, max_size = self._sizes(min_size, max_size)
-        self._core.resize(min_size, max_size)
-        logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)
 
     def check(self) -> None:
         """Nothing to check: the pool keeps no connections."""

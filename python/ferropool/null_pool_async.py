@@ -9,18 +9,15 @@ over; max_size bounds how many exist at once (0: no bound).
 from __future__ import annotations
 
 import asyncio
-import logging
 from time import monotonic
 from typing import Any
 
-from . import _config, _core, sizing
+from . import _config, _core
 from ._base import null_pool_init
 from ._compat import ConnectionTimeout
 from ._maintenance_async import close_quietly_async
 from .errors import PoolClosed, PoolTimeout
 from .pool_async import ACT, AsyncConnectionPool
-
-logger = logging.getLogger("ferropool")
 
 
 class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
@@ -29,17 +26,6 @@ class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
     _null = True
 
     __init__ = null_pool_init(AsyncConnectionPool.__init__)
-
-    def _open(self) -> None:
-        # Nothing to open in the background: no maintenance tasks.
-        if not self._core.is_open:
-            try:
-                self._loop = asyncio.get_running_loop()
-            except RuntimeError:
-                raise RuntimeError(f"{type(self).__name__} open with no running loop") from None
-            self._core.open()
-            if self._budget_pending:
-                self._budget_task = self._loop.create_task(sizing.aresolve_share(self))
 
     async def _got(self, got: Any, deadline: float) -> Any:
         if not isinstance(got, _core.Ticket):
@@ -86,12 +72,6 @@ class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
             else:
                 await close_quietly_async(conn)
                 return
-
-    async def resize(self, min_size: int, max_size: int | None = None) -> None:
-        """Change max_size; min_size must stay 0."""
-        min_size, max_size = self._sizes(min_size, max_size)
-        self._core.resize(min_size, max_size)
-        logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)
 
     async def check(self) -> None:
         """Nothing to check: the pool keeps no connections."""

@@ -120,7 +120,7 @@ class ConnectionPool(BasePool, Generic[CT]):
             server=server,
             budget_share=budget_share,
         )
-        self._workers = Workers(self._core, self, max(self.num_workers, self.max_connecting))
+        self._workers = Workers(self._core, self, self._worker_count)
         self._open_lock = threading.Lock()
         if open is None:
             open = self._open_implicit = True
@@ -534,7 +534,7 @@ class ConnectionPool(BasePool, Generic[CT]):
     def _restart_after_fork(self, was_open: bool) -> None:
         # Threads and locks do not survive fork(): new ones, on the new core.
         self._open_lock = threading.Lock()
-        self._workers = Workers(self._core, self, max(self.num_workers, self.max_connecting))
+        self._workers = Workers(self._core, self, self._worker_count)
         if was_open:
             self._core.open()
             self._workers.start()

@@ -158,8 +158,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             server=server,
             budget_share=budget_share,
         )
-        self._workers = AsyncWorkers(self._core, self, max(self.num_workers, self.max_connecting))
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers = AsyncWorkers(self._core, self, self._worker_count)
         self._open_lock: asyncio.Lock | None = None
         self._workers_pending = False
         self._ready_waiters: list[asyncio.Future[None]] = []
@@ -220,7 +219,6 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         except RuntimeError:
             raise RuntimeError(f"{type(self).__name__} open with no running loop") from None
         self._core.open()
-        self._loop = loop
         if self._budget_pending:
             # budget_share: size the pool before the workers fill it.
             self._budget_task = loop.create_task(self._open_sized(loop))
@@ -365,7 +363,6 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         loop = asyncio.get_running_loop()
         if self._workers_pending:
             self._workers_pending = False
-            self._loop = loop
             self._workers.start(loop)
         fut: asyncio.Future[None] = loop.create_future()
         left = max(deadline - monotonic(), 0.0)
@@ -650,7 +647,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         # No loop runs in the child yet: the maintenance tasks start at the
         # first request that has to wait (made from a running loop).
         self._open_lock = None
-        self._workers = AsyncWorkers(self._core, self, max(self.num_workers, self.max_connecting))
+        self._workers = AsyncWorkers(self._core, self, self._worker_count)
         if was_open:
             self._core.open()
             self._workers_pending = True
