@@ -6,9 +6,15 @@ borrower gets, what the stats say, what pg_stat_activity shows.
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import signal
 import socket
 import threading
-from collections.abc import Iterator
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -136,3 +142,50 @@ def black_hole_proxy(dsn: str) -> Iterator[BlackHoleProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+CHILD_DEADLINE = 60.0
+
+
+def fork_and_run(fn: Callable[[], Any]) -> Any:
+    """Run *fn* in a child made with os.fork(); return what it returned
+    (through JSON), or fail the test with the child's error."""
+    r, w = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() in a process with threads: that is
+        # precisely the situation under test.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child
+        code = 70
+        try:
+            os.close(r)
+            try:
+                report = {"result": fn()}
+                code = 0
+            except BaseException as ex:
+                report = {"error": f"{type(ex).__name__}: {ex}"}
+            os.write(w, json.dumps(report).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    data = b""
+    deadline = time.monotonic() + CHILD_DEADLINE
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([r], [], [], max(left, 0))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"the child did not finish within {CHILD_DEADLINE} s")
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    report = json.loads(data) if data else {"error": "no report"}
+    assert "error" not in report, f"in the child: {report['error']}"
+    assert os.waitstatus_to_exitcode(status) == 0
+    return report["result"]

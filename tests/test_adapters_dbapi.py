@@ -22,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ferropool import PoolClosed, PoolTimeout
 from ferropool.adapters.dbapi import Pool, ping
 from helpers import DEADLINE, Threads, count_backends, terminate_backend, wait_until
+from safety_helpers import fork_and_run
 
 
 @pytest.fixture
@@ -288,3 +289,27 @@ def test_close_waits_for_nothing_lent_and_closes_idle(
     wait_until(lambda: count_backends(dsn, app_name) == 1, what="idle ones closed")
     pool.putconn(lent)  # returned after close: closed
     wait_until(lambda: count_backends(dsn, app_name) == 0, what="the lent one closed")
+
+
+def test_connection_lent_before_fork_is_closed_quietly_in_the_child(
+    dsn: str, app_name: str, pg8000_connect: Any
+) -> None:
+    """As for ConnectionPool (test_safety_fork): the child may give back a
+    connection its parent lent; the child closes it (its socket points at
+    /dev/null) and the parent's session is untouched."""
+    with Pool(pg8000_connect, min_size=2, max_size=2) as pool:
+        pool.wait(timeout=DEADLINE)
+        lent = pool.getconn(timeout=DEADLINE)
+        lent_pid = pid_of(lent)
+
+        def child() -> int:
+            pool.putconn(lent)
+            with pool.connection(timeout=DEADLINE) as conn:
+                return pid_of(conn)
+
+        child_pid = fork_and_run(child)
+
+        assert child_pid != lent_pid
+        assert pid_of(lent) == lent_pid  # the parent's borrower still has its session
+        pool.putconn(lent)
+        assert pool.get_stats()["pool_available"] == 2

@@ -8,66 +8,14 @@ pytest or atexit machinery runs twice.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
-import os
-import select
-import signal
-import time
 import warnings
-from collections.abc import Callable
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
 from ferropool import ConnectionPool
 from helpers import DEADLINE, backend_pid, wait_until
-from safety_helpers import backend_pids, pool_pids
-
-CHILD_DEADLINE = 60.0
-
-
-def fork_and_run(fn: Callable[[], Any]) -> Any:
-    """Run *fn* in a child made with os.fork(); return what it returned
-    (through JSON), or fail the test with the child's error."""
-    r, w = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns about fork() in a process with threads: that is
-        # precisely the situation under test.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # child
-        code = 70
-        try:
-            os.close(r)
-            try:
-                report = {"result": fn()}
-                code = 0
-            except BaseException as ex:
-                report = {"error": f"{type(ex).__name__}: {ex}"}
-            os.write(w, json.dumps(report).encode())
-        finally:
-            os._exit(code)
-    os.close(w)
-    data = b""
-    deadline = time.monotonic() + CHILD_DEADLINE
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([r], [], [], max(left, 0))
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                raise AssertionError(f"the child did not finish within {CHILD_DEADLINE} s")
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-    report = json.loads(data) if data else {"error": "no report"}
-    assert "error" not in report, f"in the child: {report['error']}"
-    assert os.waitstatus_to_exitcode(status) == 0
-    return report["result"]
+from safety_helpers import CHILD_DEADLINE, backend_pids, fork_and_run, pool_pids
 
 
 def use_pool_in_child(pool: ConnectionPool[Any]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ and never put a password in a message.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 from time import monotonic
@@ -112,7 +111,8 @@ class CorePool(Generic[C]):
         self._core = _core.Core(**self._core_args)
         self._lock = threading.Lock()
         self._workers = self._new_workers()
-        self._pid = os.getpid()
+        # Set in a forked child: connections lent before the fork may come back.
+        self._forked = False
         _fork.register(self)
 
     def _new_workers(self) -> Workers:
@@ -327,7 +327,7 @@ class CorePool(Generic[C]):
     def _forked_conn(self, conn: C) -> bool:
         """A connection lent before this process forked: close it quietly
         (the child's socket points at /dev/null). False if it is not one."""
-        if self._pid == os.getpid() or not getattr(self, "_forked", False):
+        if not self._forked:
             return False
         self._close_quietly(conn)
         return True
@@ -464,7 +464,6 @@ class CorePool(Generic[C]):
         _fork.keep_forever(old)
         was_open = old.is_open
         self._core = _core.Core(**self._core_args)
-        self._pid = os.getpid()
         self._forked = True
         self._lock = threading.Lock()
         self._workers = self._new_workers()
