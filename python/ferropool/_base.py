@@ -19,14 +19,15 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from psycopg import Connection
+from psycopg import errors as e
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 
 from . import _config, _core, _fork, pgbouncer, sizing
-from ._compat import PSYCOPG_VERSION
+from ._compat import PSYCOPG_VERSION, ConnectionTimeout
 from ._failover import is_failover_error, is_failover_message
 from ._secrets import scrub, secrets_of
-from .errors import PoolClosed
+from .errors import PoolClosed, PoolTimeout
 
 if TYPE_CHECKING:
     from .metrics import Histogram
@@ -51,6 +52,10 @@ TCP_KEEPALIVES = {
 }
 
 F = TypeVar("F", bound=Callable[..., None])
+
+# Backoff between failed `check` callbacks at checkout (psycopg_pool's
+# policy): start at 1 s, double, never past the request's deadline.
+CHECK_BACKOFF_START = 1.0
 
 HOOKS = ("on_connect", "on_checkout", "on_checkin", "on_close", "on_error")
 
@@ -229,7 +234,6 @@ class BasePool:
         self.max_connecting = max_connecting
         # Leak tracking: the stack of each lease, by connection id.
         self._leases: dict[int, Lease] | None = {} if leak_timeout is not None else None
-        self._pid = os.getpid()
         # Set in a forked child: connections lent before the fork may still
         # be returned; they are closed (their sockets point at /dev/null).
         self._forked = False
@@ -475,7 +479,6 @@ class BasePool:
         if self._leases is not None:
             _fork.keep_forever(self._leases)
             self._leases = {}
-        self._pid = os.getpid()
         self._forked = True
         self._restart_after_fork(was_open)
 
@@ -536,6 +539,34 @@ class BasePool:
         """An exception as a message safe to log and raise."""
         text = str(ex).strip() or ex.__class__.__name__
         return scrub(text, self._secrets())
+
+    def _caller_connect_failed(self, ticket: _core.Ticket, ex: BaseException) -> BaseException:
+        """A request's own connect attempt (null pools) failed: give its
+        capacity back and return what to raise, PoolTimeout for a timeout."""
+        message = self._describe(ex)
+        self._core.connect_failed_caller(ticket, message)
+        if isinstance(ex, ConnectionTimeout):
+            return PoolTimeout(message)
+        return self._scrubbed(ex)
+
+    @staticmethod
+    def _init_timeout(timeout: float, last: str | None) -> PoolTimeout:
+        """wait()'s error, naming the last connection error if any."""
+        message = f"pool initialization incomplete after {timeout} sec"
+        if last:
+            message += f"; last connection error: {last}"
+        return PoolTimeout(message)
+
+    @staticmethod
+    def _require_idle(conn: Any, what: str, fn: Any) -> None:
+        """Refuse a connection that the *what* callback *fn* (configure or
+        reset) left inside a transaction."""
+        status = conn.pgconn.transaction_status
+        if status != IDLE:
+            raise e.ProgrammingError(
+                f"connection left in status {TransactionStatus(status).name}"
+                f" by {what} function {fn}: discarded"
+            )
 
     def _connect_failed(self, ticket: _core.Ticket, ex: BaseException) -> bool:
         """Report a failed attempt; True if reconnect_failed must be called."""

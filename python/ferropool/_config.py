@@ -38,12 +38,6 @@ def integer(name: str, value: object, *, minimum: int = 0, maximum: int = MAX_CO
     return value
 
 
-def optional_integer(
-    name: str, value: object, *, minimum: int = 0, maximum: int = MAX_COUNT
-) -> int | None:
-    return None if value is None else integer(name, value, minimum=minimum, maximum=maximum)
-
-
 def size(name: str, value: object) -> int:
     """A pool size: an int in [0, MAX_SIZE]."""
     return integer(name, value, maximum=MAX_SIZE)

@@ -37,6 +37,12 @@ def close_quietly(conn: Any) -> None:
         logger.warning("error closing connection: %s", ex.__class__.__name__)
 
 
+def abandon(core: _core.Core) -> None:
+    """The pool is gone: close the core and every connection it still held."""
+    for conn in core.close():
+        close_quietly(conn)
+
+
 class Workers:
     """The pool's maintenance threads."""
 
@@ -84,8 +90,7 @@ def _run(core: _core.Core, pool_ref: weakref.ref[ConnectionPool[Any]]) -> None:
             return
         if action is None:
             if pool_ref() is None:
-                for conn in core.close():
-                    close_quietly(conn)
+                abandon(core)
             continue
         kind, ticket, conn, detail = action
         if kind == _core.ACTION_STOP:
@@ -100,8 +105,7 @@ def _run(core: _core.Core, pool_ref: weakref.ref[ConnectionPool[Any]]) -> None:
             elif pool is None:
                 if ticket is not None and kind == _core.ACTION_CREATE:
                     core.connect_failed(ticket, "the pool was garbage-collected")
-                for c in core.close():
-                    close_quietly(c)
+                abandon(core)
             elif kind == _core.ACTION_CREATE and ticket is not None:
                 pool._open_connection(ticket)
             elif kind == _core.ACTION_VALIDATE and ticket is not None:

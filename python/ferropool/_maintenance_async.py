@@ -110,7 +110,7 @@ def _dispatch(
             return
         if action is None:
             if pool_ref() is None or loop.is_closed():
-                _abandon(core)
+                abandon(core)
                 return
             continue
         if action[0] == _core.ACTION_STOP:
@@ -118,11 +118,11 @@ def _dispatch(
                 post(None)
             return
         if not post(action):
-            _abandon(core)
+            abandon(core)
             return
 
 
-def _abandon(core: _core.Core) -> None:
+def abandon(core: _core.Core) -> None:
     """The pool or its loop is gone: release every socket without the loop."""
     for conn in core.close():
         with contextlib.suppress(Exception):

@@ -13,9 +13,8 @@ from typing import Any
 
 from . import _config, _core
 from ._base import null_pool_init
-from ._compat import ConnectionTimeout
 from ._maintenance import close_quietly
-from .errors import PoolClosed, PoolTimeout
+from .errors import PoolClosed
 from .pool import CT, ConnectionPool
 
 
@@ -34,12 +33,8 @@ class NullConnectionPool(ConnectionPool[CT]):
         t0 = monotonic()
         try:
             conn = self._connect(timeout=max(deadline - t0, 0.0) or None)
-        except ConnectionTimeout as ex:
-            self._core.connect_failed_caller(got, self._describe(ex))
-            raise PoolTimeout(self._describe(ex)) from None
         except BaseException as ex:
-            self._core.connect_failed_caller(got, self._describe(ex))
-            raise self._scrubbed(ex) from None
+            raise self._caller_connect_failed(got, ex) from None
         if not self._core.connected_to_caller(got, conn, monotonic() - t0):
             close_quietly(conn)
             raise PoolClosed(f"the pool {self.name!r} is already closed")
@@ -55,7 +50,6 @@ class NullConnectionPool(ConnectionPool[CT]):
         self._check_open_getconn()
         deadline = monotonic() + timeout
         delay = 0.05
-        last = ""
         while True:
             try:
                 conn = self._connect(timeout=max(deadline - monotonic(), 0.0) or None)
@@ -64,10 +58,7 @@ class NullConnectionPool(ConnectionPool[CT]):
                 left = deadline - monotonic()
                 if left <= 0:
                     self.close()
-                    raise PoolTimeout(
-                        f"pool initialization incomplete after {timeout} sec;"
-                        f" last connection error: {last}"
-                    ) from None
+                    raise self._init_timeout(timeout, last) from None
                 sleep(min(delay, left))
                 delay = min(delay * 2, 1.0)
             else:

@@ -14,9 +14,8 @@ from typing import Any
 
 from . import _config, _core
 from ._base import null_pool_init
-from ._compat import ConnectionTimeout
 from ._maintenance_async import close_quietly_async
-from .errors import PoolClosed, PoolTimeout
+from .errors import PoolClosed
 from .pool_async import ACT, AsyncConnectionPool
 
 
@@ -34,12 +33,8 @@ class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
         t0 = monotonic()
         try:
             conn = await self._connect(timeout=max(deadline - t0, 0.0) or None)
-        except ConnectionTimeout as ex:
-            self._core.connect_failed_caller(got, self._describe(ex))
-            raise PoolTimeout(self._describe(ex)) from None
         except BaseException as ex:
-            self._core.connect_failed_caller(got, self._describe(ex))
-            raise self._scrubbed(ex) from None
+            raise self._caller_connect_failed(got, ex) from None
         if not self._core.connected_to_caller(got, conn, monotonic() - t0):
             await close_quietly_async(conn)
             raise PoolClosed(f"the pool {self.name!r} is already closed")
@@ -63,10 +58,7 @@ class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
                 left = deadline - monotonic()
                 if left <= 0:
                     await self.close()
-                    raise PoolTimeout(
-                        f"pool initialization incomplete after {timeout} sec;"
-                        f" last connection error: {last}"
-                    ) from None
+                    raise self._init_timeout(timeout, last) from None
                 await asyncio.sleep(min(delay, left))
                 delay = min(delay * 2, 1.0)
             else:

@@ -19,15 +19,23 @@ from types import TracebackType
 from typing import Any, Generic, cast
 
 from psycopg import Connection
-from psycopg import errors as e
-from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from typing_extensions import Self, TypeVar
 
 from . import _config, _core, sizing
-from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, caller_stacklevel, logger
+from ._base import (
+    ACTIVE,
+    CHECK_BACKOFF_START,
+    IDLE,
+    INERROR,
+    INTRANS,
+    UNKNOWN,
+    BasePool,
+    caller_stacklevel,
+    logger,
+)
 from ._compat import PoolConnection
-from ._maintenance import Workers, close_quietly
+from ._maintenance import Workers, abandon, close_quietly
 from ._ping import ping
 from .errors import PoolTimeout
 
@@ -35,13 +43,6 @@ CT = TypeVar("CT", bound="Connection[Any]", default="Connection[TupleRow]")
 
 # psycopg_pool's default connection class, typed for the generic parameter.
 _DEFAULT_CONNECTION_CLASS: Any = Connection
-
-_IDLE = IDLE
-_UNKNOWN = UNKNOWN
-
-# Backoff between failed `check` callbacks at checkout (psycopg_pool's
-# policy): start at 1 s, double, never past the request's deadline.
-_CHECK_BACKOFF_START = 1.0
 
 
 class ConnectionPool(BasePool, Generic[CT]):
@@ -132,8 +133,7 @@ class ConnectionPool(BasePool, Generic[CT]):
         core = getattr(self, "_core", None)
         if core is None or not core.is_open:
             return
-        for conn in core.close():
-            close_quietly(conn)
+        abandon(core)
 
     def _warn_open_implicit(self) -> None:
         warnings.warn(
@@ -180,10 +180,7 @@ class ConnectionPool(BasePool, Generic[CT]):
         if not self._core.wait_ready(timeout):
             last = self._core.last_connect_error
             self.close()
-            msg = f"pool initialization incomplete after {timeout} sec"
-            if last:
-                msg += f"; last connection error: {last}"
-            raise PoolTimeout(msg)
+            raise self._init_timeout(timeout, last)
         logger.info("pool %r is ready to use", self.name)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -269,7 +266,7 @@ class ConnectionPool(BasePool, Generic[CT]):
             # A failing check usually means the server is in trouble: pace
             # the retries rather than spin through the pool.
             left = deadline - monotonic()
-            backoff = backoff * 2 if backoff else _CHECK_BACKOFF_START
+            backoff = backoff * 2 if backoff else CHECK_BACKOFF_START
             if left <= 0:
                 raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
             sleep(min(backoff, left))
@@ -296,7 +293,7 @@ class ConnectionPool(BasePool, Generic[CT]):
     def _give_back(self, conn: Any) -> None:
         """Return a connection the pool lent itself (check, interrupted
         checkout): kept if healthy and idle, else discarded and closed."""
-        if conn.pgconn.transaction_status == _IDLE:
+        if conn.pgconn.transaction_status == IDLE:
             reason = self._core.checkin(conn)
             if reason is not None:
                 self._close(conn, reason)
@@ -312,7 +309,7 @@ class ConnectionPool(BasePool, Generic[CT]):
         if lender is not self:  # type: ignore[comparison-overlap]
             self._refuse(conn, lender)
         conn._pool = None
-        if conn.pgconn.transaction_status == _IDLE and self._putconn_fast:
+        if conn.pgconn.transaction_status == IDLE and self._putconn_fast:
             try:
                 reason = self._core.checkin(conn)
             except ValueError as ex:
@@ -346,7 +343,7 @@ class ConnectionPool(BasePool, Generic[CT]):
             # Returned in the middle of an operation: it cannot be reused.
             logger.warning("closing connection returned during an operation")
             conn.close()
-        if conn.pgconn.transaction_status == _UNKNOWN:
+        if conn.pgconn.transaction_status == UNKNOWN:
             self._discard(conn, returned=True)
             return
         if self._reset is not None and not self._reset_ok(conn):
@@ -395,12 +392,7 @@ class ConnectionPool(BasePool, Generic[CT]):
                 self._discard_session(conn)
             else:
                 self._reset(conn)
-            status = conn.pgconn.transaction_status
-            if status != _IDLE:
-                raise e.ProgrammingError(
-                    f"connection left in status {TransactionStatus(status).name}"
-                    f" by reset function {self._reset}: discarded"
-                )
+            self._require_idle(conn, "reset", self._reset)
         except Exception as ex:
             logger.warning("error resetting connection: %s", self._describe(ex))
             self._hook("on_error", ex, conn)
@@ -551,12 +543,7 @@ class ConnectionPool(BasePool, Generic[CT]):
         try:
             if self._configure is not None:
                 self._configure(conn)
-                status = conn.pgconn.transaction_status
-                if status != _IDLE:
-                    raise e.ProgrammingError(
-                        f"connection left in status {TransactionStatus(status).name}"
-                        f" by configure function {self._configure}: discarded"
-                    )
+                self._require_idle(conn, "configure", self._configure)
         except BaseException:
             close_quietly(conn)
             raise
@@ -609,7 +596,7 @@ class _ConnectionContext(Generic[CT]):
         self._conn = None
         try:
             status = conn.pgconn.transaction_status
-            if status != _IDLE and status != _UNKNOWN:
+            if status != IDLE and status != UNKNOWN:
                 # The `with conn:` semantics: commit on success, roll back on
                 # error without hiding the error.
                 if exc_type is None:

@@ -25,14 +25,22 @@ from types import TracebackType
 from typing import Any, Generic, cast
 
 from psycopg import AsyncConnection
-from psycopg import errors as e
-from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from typing_extensions import Self, TypeVar
 
 from . import _config, _core, sizing
-from ._base import ACTIVE, IDLE, INERROR, INTRANS, UNKNOWN, BasePool, caller_stacklevel, logger
-from ._maintenance_async import AsyncWorkers, close_quietly_async
+from ._base import (
+    ACTIVE,
+    CHECK_BACKOFF_START,
+    IDLE,
+    INERROR,
+    INTRANS,
+    UNKNOWN,
+    BasePool,
+    caller_stacklevel,
+    logger,
+)
+from ._maintenance_async import AsyncWorkers, abandon, close_quietly_async
 from ._ping import aping
 from .errors import PoolTimeout
 from .pool import _socket_of
@@ -40,11 +48,6 @@ from .pool import _socket_of
 ACT = TypeVar("ACT", bound="AsyncConnection[Any]", default="AsyncConnection[TupleRow]")
 
 _DEFAULT_CONNECTION_CLASS: Any = AsyncConnection
-
-_IDLE = IDLE
-_UNKNOWN = UNKNOWN
-
-_CHECK_BACKOFF_START = 1.0
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -188,9 +191,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         if core is None or not core.is_open:
             return
         # No loop to await on here: release the sockets synchronously.
-        for conn in core.close():
-            with suppress(Exception):
-                conn.pgconn.finish()
+        abandon(core)
 
     # ---- opening and closing ------------------------------------------
 
@@ -243,10 +244,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         if not ready:
             last = self._core.last_connect_error
             await self.close()
-            msg = f"pool initialization incomplete after {timeout} sec"
-            if last:
-                msg += f"; last connection error: {last}"
-            raise PoolTimeout(msg)
+            raise self._init_timeout(timeout, last)
         logger.info("pool %r is ready to use", self.name)
 
     async def _wait_ready(self, timeout: float) -> bool:
@@ -352,7 +350,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
                 return cast("ACT", conn)
             conn = None
             left = deadline - monotonic()
-            backoff = backoff * 2 if backoff else _CHECK_BACKOFF_START
+            backoff = backoff * 2 if backoff else CHECK_BACKOFF_START
             if left <= 0:
                 raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
             await asyncio.sleep(min(backoff, left))
@@ -405,7 +403,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
     async def _give_back(self, conn: Any) -> None:
         """Return a connection the pool lent itself: kept if idle and
         healthy, else discarded and closed."""
-        if conn.pgconn.transaction_status == _IDLE:
+        if conn.pgconn.transaction_status == IDLE:
             reason = self._core.checkin(conn)
             if reason is not None:
                 await self._close(conn, reason)
@@ -421,7 +419,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         if lender is not self:  # type: ignore[comparison-overlap]
             self._refuse(conn, lender)
         conn._pool = None
-        if conn.pgconn.transaction_status == _IDLE and self._putconn_fast:
+        if conn.pgconn.transaction_status == IDLE and self._putconn_fast:
             try:
                 reason = self._core.checkin(conn)
             except ValueError as ex:
@@ -458,7 +456,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         elif status == ACTIVE:
             logger.warning("closing connection returned during an operation")
             await close_quietly_async(conn)
-        if conn.pgconn.transaction_status == _UNKNOWN:
+        if conn.pgconn.transaction_status == UNKNOWN:
             await self._discard(conn, returned=True)
             return
         if self._reset is not None and not await self._reset_ok(conn):
@@ -509,12 +507,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
                 await self._discard_session(conn)
             else:
                 await self._reset(conn)
-            status = conn.pgconn.transaction_status
-            if status != _IDLE:
-                raise e.ProgrammingError(
-                    f"connection left in status {TransactionStatus(status).name}"
-                    f" by reset function {self._reset}: discarded"
-                )
+            self._require_idle(conn, "reset", self._reset)
         except Exception as ex:
             logger.warning("error resetting connection: %s", self._describe(ex))
             await self._hook("on_error", ex, conn)
@@ -667,12 +660,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         try:
             if self._configure is not None:
                 await self._configure(conn)
-                status = conn.pgconn.transaction_status
-                if status != _IDLE:
-                    raise e.ProgrammingError(
-                        f"connection left in status {TransactionStatus(status).name}"
-                        f" by configure function {self._configure}: discarded"
-                    )
+                self._require_idle(conn, "configure", self._configure)
         except BaseException:
             await close_quietly_async(conn)
             raise
@@ -706,7 +694,7 @@ class _AsyncConnectionContext(Generic[ACT]):
         self._conn = None
         try:
             status = conn.pgconn.transaction_status
-            if status != _IDLE and status != _UNKNOWN:
+            if status != IDLE and status != UNKNOWN:
                 if exc_type is None:
                     await conn.commit()
                 else:
