@@ -232,3 +232,24 @@ fn a_server_hang_up_is_seen_without_polling_even_right_after_use() {
     d.run(&pool);
     assert_eq!(d.validated.len(), 2);
 }
+
+#[test]
+fn a_retired_connection_socket_is_forgotten_while_its_replacement_opens() {
+    // After fork() the child points every socket the pool reports at
+    // /dev/null; a closed connection's fd number may already belong to
+    // another file, so it must not be reported.
+    let (pool, _d, clients, _s) = pool_with_sockets(2, |_| {});
+    let mut fds: Vec<i32> = clients.iter().map(|c| c.as_raw_fd()).collect();
+    let mut reported = pool.sockets();
+    reported.sort_unstable();
+    fds.sort_unstable();
+    assert_eq!(reported, fds);
+    let retired = pool.drain();
+    assert_eq!(retired.len(), 2);
+    assert_eq!(
+        pool.size(),
+        2,
+        "replacements are being opened in the same slots"
+    );
+    assert_eq!(pool.sockets(), Vec::<i32>::new());
+}

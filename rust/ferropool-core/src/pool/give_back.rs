@@ -304,11 +304,7 @@ impl<T: Send> Pool<T> {
         if !replace {
             return (self.release_slot(owned), None);
         }
-        let payload = owned.with(|d| {
-            d.attempt = None;
-            d.payload.take()
-        });
-        owned.slot().key.store(0, Ordering::SeqCst);
+        let payload = Self::empty_slot(&mut owned);
         owned.advance(Phase::Reserved);
         self.creating.fetch_add(1, Ordering::SeqCst);
         let id = owned.id();

@@ -439,14 +439,21 @@ impl<T: Send> Pool<T> {
             .expect("slot ids come from the table and are never removed")
     }
 
-    /// Empty an owned slot and give its capacity back.
-    fn release_slot(&self, mut owned: Owned<'_, T>) -> Option<T> {
+    /// Take an owned slot's connection out, forgetting its key and socket
+    /// (the fd number may soon belong to another file).
+    pub(super) fn empty_slot(owned: &mut Owned<'_, T>) -> Option<T> {
         let payload = owned.with(|d| {
             d.attempt = None;
             d.payload.take()
         });
         owned.slot().key.store(0, Ordering::SeqCst);
         owned.slot().socket.store(0, Ordering::SeqCst);
+        payload
+    }
+
+    /// Empty an owned slot and give its capacity back.
+    fn release_slot(&self, mut owned: Owned<'_, T>) -> Option<T> {
+        let payload = Self::empty_slot(&mut owned);
         owned.publish(Phase::Free);
         self.size.fetch_sub(1, Ordering::SeqCst);
         payload
