@@ -3,8 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::config::ConfigError;
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum PoolError {
     /// The pool was closed (maps to `PoolClosed`).
@@ -25,8 +23,6 @@ pub enum PoolError {
     /// A connection given back that this pool has not lent (maps to
     /// `ValueError`); the pool is left unchanged.
     NotLent { name: String, reason: NotLent },
-    /// A refused configuration value (maps to `ValueError`).
-    Config(ConfigError),
 }
 
 /// Why a returned connection was refused.
@@ -77,15 +73,8 @@ impl fmt::Display for PoolError {
                     "can't return connection to pool '{name}': it doesn't come from this pool"
                 ),
             },
-            PoolError::Config(e) => e.fmt(f),
         }
     }
 }
 
 impl std::error::Error for PoolError {}
-
-impl From<ConfigError> for PoolError {
-    fn from(e: ConfigError) -> Self {
-        PoolError::Config(e)
-    }
-}

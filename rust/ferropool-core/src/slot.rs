@@ -20,7 +20,6 @@
 //! - `Validating`: the holder of a validation ticket (a worker pinging a
 //!   connection whose socket looked suspect, or due for a keepalive).
 
-use crate::clock::Nanos;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 
 pub type SlotId = u32;
@@ -67,7 +66,6 @@ fn successor(word: u64, phase: Phase) -> u64 {
 #[derive(Debug)]
 pub struct SlotData<T> {
     pub payload: Option<T>,
-    pub created_at: Nanos,
     pub drain_generation: u64,
     pub uses: u64,
     /// The connection's socket, polled for liveness (-1: unknown).
@@ -84,7 +82,6 @@ impl<T> SlotData<T> {
     const fn empty() -> Self {
         Self {
             payload: None,
-            created_at: 0,
             drain_generation: 0,
             uses: 0,
             fd: -1,

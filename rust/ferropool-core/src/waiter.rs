@@ -49,12 +49,6 @@ impl std::fmt::Debug for Waiter {
     }
 }
 
-impl Default for Waiter {
-    fn default() -> Self {
-        Self::new(None)
-    }
-}
-
 impl Waiter {
     pub fn new(on_wake: Option<WakeFn>) -> Self {
         Self {

@@ -29,7 +29,7 @@ pub fn to_py(py: Python<'_>, err: PoolError) -> PyErr {
         }
         PoolError::Timeout { .. } => raise(py, &POOL_TIMEOUT, "PoolTimeout", msg),
         PoolError::TooManyRequests { .. } => raise(py, &TOO_MANY_REQUESTS, "TooManyRequests", msg),
-        PoolError::NotLent { .. } | PoolError::Config(_) => PyValueError::new_err(msg),
+        PoolError::NotLent { .. } => PyValueError::new_err(msg),
     }
 }
 

@@ -326,12 +326,6 @@ impl Core {
             .map_err(|e| to_py(py, e))
     }
 
-    /// The server is going away or changed role: retire every connection
-    /// opened before now. Returns the idle ones for the caller to close.
-    fn failover(&self) -> Vec<Conn> {
-        self.pool.failover()
-    }
-
     /// Like failover(), seen on `conn`: None (nothing done) if `conn`
     /// predates the last drain, so one server event drains once.
     fn failover_from(&self, conn: &Bound<'_, PyAny>) -> Option<Vec<Conn>> {
@@ -377,7 +371,7 @@ impl Core {
     /// ("not_needed", 0.0) after a resize down.
     fn connect_failed(&self, ticket: &Ticket, message: String) -> (&'static str, f64) {
         match self.pool.connect_failed(ticket.inner, message) {
-            ConnectFailed::Retry(d) => ("retry", wait::seconds(d)),
+            ConnectFailed::Retry(d) => ("retry", d.as_secs_f64()),
             ConnectFailed::GaveUp => ("gave_up", 0.0),
             ConnectFailed::Closed => ("closed", 0.0),
             ConnectFailed::NotNeeded => ("not_needed", 0.0),

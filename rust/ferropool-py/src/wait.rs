@@ -30,7 +30,3 @@ pub fn slice(py: Python<'_>) -> PyResult<Duration> {
         THREAD_SLICE
     })
 }
-
-pub fn seconds(d: Duration) -> f64 {
-    d.as_secs_f64()
-}

@@ -31,11 +31,6 @@ impl WaitTicket {
     pub fn waiter(&self) -> &Waiter {
         &self.waiter
     }
-
-    /// The single deadline of this wait, in the pool's clock.
-    pub fn deadline(&self) -> Nanos {
-        self.deadline
-    }
 }
 
 /// What a request that found nothing idle must do next.

@@ -287,7 +287,6 @@ impl<T: Send> Pool<T> {
             .map_or(0, |h| h.register(owned.id(), fd));
         owned.with(|d| {
             d.payload = Some(payload);
-            d.created_at = now;
             d.drain_generation = generation;
             d.uses = 0;
             d.attempt = None;

@@ -164,10 +164,6 @@ impl<T: Send> Pool<T> {
         &self.clock
     }
 
-    pub fn is_null(&self) -> bool {
-        self.null
-    }
-
     pub fn is_open(&self) -> bool {
         self.phase.load(Ordering::SeqCst) == OPEN
     }
