@@ -77,7 +77,7 @@ impl<T> SlotTable<T> {
     /// policy: borrowers concentrate on the first slots, so the last ones
     /// go idle and the idle sweep can shrink the pool.
     #[inline]
-    pub fn iter(&self) -> impl Iterator<Item = (SlotId, &Slot<T>)> + '_ {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (SlotId, &Slot<T>)> + '_ {
         (0..self.len()).filter_map(move |i| {
             let id = i as SlotId;
             self.get(id).map(|s| (id, s))

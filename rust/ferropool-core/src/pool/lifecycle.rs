@@ -139,7 +139,7 @@ impl<T: Send> Pool<T> {
         self.set_sizes(min_size, max_size)?;
         let mut payloads = Vec::new();
         while self.size.load(Ordering::SeqCst) > self.capacity() {
-            let Some((owned, _)) = self.take_any_idle() else {
+            let Some(owned) = self.take_any_idle() else {
                 break;
             };
             payloads.extend(self.release_slot(owned));
@@ -148,14 +148,13 @@ impl<T: Send> Pool<T> {
         Ok(payloads)
     }
 
-    fn take_any_idle(&self) -> Option<(Owned<'_, T>, Nanos)> {
+    fn take_any_idle(&self) -> Option<Owned<'_, T>> {
         // Highest slots first: they are the least used (checkout scans from
         // the lowest).
-        let ids: Vec<_> = self.slots.iter().map(|(id, _)| id).collect();
-        for id in ids.into_iter().rev() {
-            if let Some(owned) = self.slot_of(id).acquire(id, Phase::Idle, Phase::Retiring) {
+        for (id, slot) in self.slots.iter().rev() {
+            if let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) {
                 self.idle.fetch_sub(1, Ordering::SeqCst);
-                return Some((owned, self.now()));
+                return Some(owned);
             }
         }
         None
