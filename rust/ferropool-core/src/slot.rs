@@ -66,14 +66,10 @@ fn successor(word: u64, phase: Phase) -> u64 {
 #[derive(Debug)]
 pub struct SlotData<T> {
     pub payload: Option<T>,
-    pub drain_generation: u64,
     pub uses: u64,
-    /// The connection's socket, polled for liveness (-1: unknown).
-    pub fd: i32,
-    /// Its registration with the hang-up watch (0: not watched).
+    /// The connection's registration with the hang-up watch (0: not
+    /// watched).
     pub hup_token: u64,
-    /// The lease was taken by the pool itself (`check()`), not a borrower.
-    pub internal_lease: bool,
     /// Reconnection attempt state while `Reserved`.
     pub attempt: Option<crate::backoff::Backoff>,
 }
@@ -82,11 +78,8 @@ impl<T> SlotData<T> {
     const fn empty() -> Self {
         Self {
             payload: None,
-            drain_generation: 0,
             uses: 0,
-            fd: -1,
             hup_token: 0,
-            internal_lease: false,
             attempt: None,
         }
     }
@@ -104,7 +97,8 @@ pub struct Slot<T> {
     pub(crate) last_returned: AtomicU64,
     /// When the connection must be retired; read by the idle sweep.
     pub(crate) expires_at: AtomicU64,
-    /// When the connection was last lent; read by the leak sweep.
+    /// When the connection was last lent, `NEVER` for the pool's own
+    /// leases (checks, pings); read by the leak sweep.
     pub(crate) lent_at: AtomicU64,
     /// The `lent_at` of the lease already reported as a leak, so a lease
     /// is reported once.
@@ -112,7 +106,7 @@ pub struct Slot<T> {
     /// The connection's socket + 1 (0: none), readable without owning the
     /// slot: after fork(), the child neutralises inherited sockets.
     pub(crate) socket: AtomicU64,
-    /// The drain generation the connection was opened in, readable without
+    /// The drain generation the connection was opened in; readable without
     /// owning the slot (failover decides from it whether to drain again).
     pub(crate) generation: AtomicU64,
     data: UnsafeCell<SlotData<T>>,
@@ -143,6 +137,13 @@ impl<T> Slot<T> {
             generation: AtomicU64::new(0),
             data: UnsafeCell::new(SlotData::empty()),
         }
+    }
+
+    /// The connection's socket, if known.
+    #[inline]
+    pub(crate) fn fd(&self) -> Option<i32> {
+        let v = self.socket.load(Ordering::SeqCst);
+        v.checked_sub(1).and_then(|fd| i32::try_from(fd).ok())
     }
 
     #[inline]

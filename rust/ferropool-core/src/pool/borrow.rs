@@ -106,10 +106,9 @@ impl<T: Send> Pool<T> {
         if idle_for < bypass {
             return false;
         }
-        let fd = owned.read(|d| d.fd);
-        if fd < 0 {
+        let Some(fd) = owned.slot().fd() else {
             return false;
-        }
+        };
         bump(&self.counters.liveness_polls, 1);
         let dead = crate::liveness::socket_looks_dead(fd);
         if dead {
@@ -158,7 +157,6 @@ impl<T: Send> Pool<T> {
             if !internal {
                 d.uses += 1;
             }
-            d.internal_lease = internal;
             read(d.payload.as_ref().expect("a lent slot holds a connection"))
         });
         owned.publish(Phase::InUse);
@@ -340,14 +338,10 @@ impl<T: Send> Pool<T> {
         if owned.slot().expires_at.load(Ordering::Relaxed) <= now {
             return Some(CloseReason::Expired);
         }
-        let generation = self.drain_generation.load(Ordering::SeqCst);
+        let drained = owned.slot().generation.load(Ordering::Relaxed)
+            < self.drain_generation.load(Ordering::SeqCst);
         let max_uses = self.max_uses();
-        let (drained, used_up) = owned.read(|d| {
-            (
-                d.drain_generation < generation,
-                max_uses > 0 && d.uses >= max_uses,
-            )
-        });
+        let used_up = owned.read(|d| max_uses > 0 && d.uses >= max_uses);
         if drained {
             Some(CloseReason::Drained)
         } else if used_up {

@@ -123,9 +123,8 @@ impl<T: Send> Pool<T> {
     }
 
     fn count_usage(&self, owned: &Owned<'_, T>, now: Nanos) {
-        let internal = owned.read(|d| d.internal_lease);
         let leased_at = owned.slot().lent_at.load(Ordering::Relaxed);
-        if !internal {
+        if leased_at != crate::clock::NEVER {
             let used = now.saturating_sub(leased_at);
             bump(&self.counters.usage_ns, used);
             self.counters.usage_time.record(used);

@@ -286,11 +286,8 @@ impl<T: Send> Pool<T> {
             .map_or(0, |h| h.register(owned.id(), fd));
         owned.with(|d| {
             d.payload = Some(payload);
-            d.drain_generation = generation;
             d.uses = 0;
             d.attempt = None;
-            d.internal_lease = false;
-            d.fd = fd;
             d.hup_token = hup_token;
         });
         owned.slot().expires_at.store(expires_at, Ordering::SeqCst);
@@ -408,10 +405,7 @@ impl<T: Send> Pool<T> {
         self.slots
             .iter()
             .filter(|(_, s)| s.phase() != Phase::Free)
-            .filter_map(|(_, s)| {
-                let v = s.socket.load(Ordering::SeqCst);
-                (v > 0).then(|| i32::try_from(v - 1).ok()).flatten()
-            })
+            .filter_map(|(_, s)| s.fd())
             .collect()
     }
 
