@@ -198,19 +198,7 @@ def recommend(
     both *rate* (requests/s per instance) and *query_ms*. Raises ValueError
     naming the argument for values that make no sense.
     """
-    _positive_int("instances", instances)
-    if server_cores is not None:
-        _positive_int("server_cores", server_cores)
-    if isinstance(spindles, bool) or not isinstance(spindles, int) or spindles < 0:
-        raise ValueError(f"spindles must be an int >= 0, got {spindles!r}")
-    if (rate is None) != (query_ms is None):
-        raise ValueError("rate and query_ms go together: Little's Law needs both")
-    for name, value in (("rate", rate), ("query_ms", query_ms), ("headroom", headroom)):
-        if value is not None and not (_finite(value) and value > 0):
-            raise ValueError(f"{name} must be a number greater than 0, got {value!r}")
-    if current_max_size is not None:
-        _positive_int("current_max_size", current_max_size, minimum=0)
-
+    _check_arguments(instances, server_cores, spindles, rate, query_ms, current_max_size, headroom)
     notes: list[str] = []
     fleet = budget.available // instances
     if fleet == 0:
@@ -293,16 +281,7 @@ def size_fleet(
 ) -> SizingReport:
     """`fetch_budget` then `recommend`: the report for a fleet of *instances*."""
     # Arguments first: a typo must not cost a connection attempt.
-    recommend(
-        _EXAMPLE,
-        instances=instances,
-        server_cores=server_cores,
-        spindles=spindles,
-        rate=rate,
-        query_ms=query_ms,
-        current_max_size=current_max_size,
-        headroom=headroom,
-    )
+    _check_arguments(instances, server_cores, spindles, rate, query_ms, current_max_size, headroom)
     budget = fetch_budget(conninfo, exclude_application_name=exclude_application_name, **kwargs)
     return recommend(
         budget,
@@ -316,7 +295,28 @@ def size_fleet(
     )
 
 
-_EXAMPLE = ServerBudget(180000, 100, 3, 0, 0)
+def _check_arguments(
+    instances: int,
+    server_cores: int | None,
+    spindles: int,
+    rate: float | None,
+    query_ms: float | None,
+    current_max_size: int | None,
+    headroom: float,
+) -> None:
+    """`recommend`'s arguments: ValueError naming the first that makes no sense."""
+    _positive_int("instances", instances)
+    if server_cores is not None:
+        _positive_int("server_cores", server_cores)
+    if isinstance(spindles, bool) or not isinstance(spindles, int) or spindles < 0:
+        raise ValueError(f"spindles must be an int >= 0, got {spindles!r}")
+    if (rate is None) != (query_ms is None):
+        raise ValueError("rate and query_ms go together: Little's Law needs both")
+    for name, value in (("rate", rate), ("query_ms", query_ms), ("headroom", headroom)):
+        if value is not None and not (_finite(value) and value > 0):
+            raise ValueError(f"{name} must be a number greater than 0, got {value!r}")
+    if current_max_size is not None:
+        _positive_int("current_max_size", current_max_size, minimum=0)
 
 
 def _finite(value: float) -> bool:

@@ -27,7 +27,6 @@ __all__ = [
     "ThreadGang",
     "connection_block",
     "getconn_putconn",
-    "pool_select_one",
     "select_one_until",
 ]
 
@@ -59,14 +58,6 @@ def connection_block(pool: Pool, iterations: int) -> None:
     for _ in range(iterations):
         with connection():
             pass
-
-
-def pool_select_one(pool: Pool, requests: int) -> None:
-    """Serve *requests* requests of one ``select 1`` on a borrowed connection each."""
-    connection = pool.connection
-    for _ in range(requests):
-        with connection() as conn:
-            conn.execute("select 1").fetchone()
 
 
 @dataclass
