@@ -26,7 +26,7 @@ from psycopg.pq import TransactionStatus
 from . import _config, _core, _fork, pgbouncer, sizing
 from ._compat import PSYCOPG_VERSION, ConnectionTimeout
 from ._failover import is_failover_error, is_failover_message
-from ._secrets import scrub, secrets_of
+from ._secrets import describe, scrub, secrets_of
 from .errors import PoolClosed, PoolTimeout
 
 if TYPE_CHECKING:
@@ -384,13 +384,6 @@ class BasePool:
             where = f"it comes from pool {getattr(lender, 'name', '?')!r}"
         raise ValueError(f"can't return connection to pool {self.name!r}, {where}")
 
-    @staticmethod
-    def _sizes(min_size: int, max_size: int | None) -> tuple[int, int]:
-        """resize() arguments, checked, with max_size defaulting to min_size."""
-        min_size = _config.size("min_size", min_size)
-        max_size = _config.optional_size("max_size", max_size)
-        return min_size, min_size if max_size is None else max_size
-
     # ---- stats -------------------------------------------------------------
 
     def get_stats(self) -> dict[str, int]:
@@ -471,11 +464,8 @@ class BasePool:
 
     def _after_fork_in_child(self, devnull: int) -> None:
         """In a child process: forget the parent's connections, start over."""
-        old = self._core
-        _fork.neutralise(old.sockets(), devnull)
-        _fork.keep_forever(old)
-        was_open = old.is_open
-        self._core = _core.Core(**self._core_args)
+        was_open = self._core.is_open
+        self._core = _fork.fresh_core(self._core, self._core_args, devnull)
         if self._leases is not None:
             _fork.keep_forever(self._leases)
             self._leases = {}
@@ -537,8 +527,7 @@ class BasePool:
 
     def _describe(self, ex: BaseException) -> str:
         """An exception as a message safe to log and raise."""
-        text = str(ex).strip() or ex.__class__.__name__
-        return scrub(text, self._secrets())
+        return describe(ex, self._secrets())
 
     def _caller_connect_failed(self, ticket: _core.Ticket, ex: BaseException) -> BaseException:
         """A request's own connect attempt (null pools) failed: give its

@@ -47,6 +47,13 @@ def optional_size(name: str, value: object) -> int | None:
     return None if value is None else size(name, value)
 
 
+def sizes(min_size: object, max_size: object) -> tuple[int, int]:
+    """min_size and max_size checked, max_size defaulting to min_size."""
+    low = size("min_size", min_size)
+    high = optional_size("max_size", max_size)
+    return low, low if high is None else high
+
+
 def seconds(name: str, value: object, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {value!r} ({_type_name(value)})")

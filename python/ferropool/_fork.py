@@ -17,6 +17,8 @@ import os
 import weakref
 from typing import Any, Protocol
 
+from . import _core
+
 
 class _Forkable(Protocol):
     def _after_fork_in_child(self, devnull: int) -> None: ...
@@ -39,6 +41,15 @@ def register(pool: _Forkable) -> None:
 
 def keep_forever(obj: object) -> None:
     _inherited.append(obj)
+
+
+def fresh_core(old: _core.Core, core_args: dict[str, Any], devnull: int) -> _core.Core:
+    """The child's core in place of the inherited *old* one: the parent's
+    sockets neutralised, *old* kept alive forever, a new core built from
+    the same arguments (open it if *old* was open)."""
+    neutralise(old.sockets(), devnull)
+    keep_forever(old)
+    return _core.Core(**core_args)
 
 
 def neutralise(sockets: list[int], devnull: int) -> None:

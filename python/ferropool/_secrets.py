@@ -39,6 +39,11 @@ def secrets_of(conninfo: str, kwargs: Mapping[str, Any] | None) -> list[str]:
     return [s for s in found if s]
 
 
+def describe(ex: BaseException, secrets: Iterable[str] = ()) -> str:
+    """An exception as a one-line message safe to log and raise."""
+    return scrub(str(ex).strip() or ex.__class__.__name__, secrets)
+
+
 def scrub(message: str, secrets: Iterable[str] = ()) -> str:
     """``message`` with known secrets and anything shaped like one masked."""
     for s in sorted(set(secrets), key=len, reverse=True):

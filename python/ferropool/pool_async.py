@@ -545,7 +545,7 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
 
     async def resize(self, min_size: int, max_size: int | None = None) -> None:
         """Change the size of the pool during runtime."""
-        min_size, max_size = self._sizes(min_size, max_size)
+        min_size, max_size = _config.sizes(min_size, max_size)
         for conn in self._core.resize(min_size, max_size):
             await self._close(conn, "resized")
         logger.info("resized %r to min_size=%s max_size=%s", self.name, min_size, max_size)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from .. import _config, _core, _fork
 from .._maintenance import Workers
-from .._secrets import scrub
+from .._secrets import describe
 from ..errors import PoolClosed, PoolTimeout
 from ._drivers import Driver, Status, detect, resolve
 
@@ -71,10 +71,7 @@ class CorePool(Generic[C]):
         if not callable(connect):
             raise TypeError(f"connect must be callable, got {type(connect).__name__}")
         self._connect_fn = connect
-        min_size = _config.size("min_size", min_size)
-        max_size = _config.optional_size("max_size", max_size)
-        if max_size is None:
-            max_size = min_size
+        min_size, max_size = _config.sizes(min_size, max_size)
         self.timeout = _config.seconds("timeout", timeout)
         self._driver = resolve(driver)
         self._configure = _config.callback("configure", configure)
@@ -426,9 +423,7 @@ class CorePool(Generic[C]):
 
     def resize(self, min_size: int, max_size: int | None = None) -> None:
         """Change the pool's sizes at runtime."""
-        min_size = _config.size("min_size", min_size)
-        new_max = _config.optional_size("max_size", max_size)
-        for conn in self._core.resize(min_size, min_size if new_max is None else new_max):
+        for conn in self._core.resize(*_config.sizes(min_size, max_size)):
             self._close(conn, "resized")
 
     def drain(self) -> None:
@@ -459,11 +454,8 @@ class CorePool(Generic[C]):
 
     def _after_fork_in_child(self, devnull: int) -> None:
         """In a child process: forget the parent's connections, start over."""
-        old = self._core
-        _fork.neutralise(old.sockets(), devnull)
-        _fork.keep_forever(old)
-        was_open = old.is_open
-        self._core = _core.Core(**self._core_args)
+        was_open = self._core.is_open
+        self._core = _fork.fresh_core(self._core, self._core_args, devnull)
         self._forked = True
         self._lock = threading.Lock()
         self._workers = self._new_workers()
@@ -478,5 +470,4 @@ class CorePool(Generic[C]):
     # ---- messages --------------------------------------------------------------
 
     def _describe(self, ex: BaseException) -> str:
-        text = str(ex).strip() or ex.__class__.__name__
-        return scrub(text, self._secrets)
+        return describe(ex, self._secrets)
