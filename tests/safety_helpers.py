@@ -10,16 +10,13 @@ import json
 import os
 import select
 import signal
-import socket
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from ferropool import ConnectionPool
 from helpers import DEADLINE, backend_pid, terminate_backend
@@ -70,78 +67,7 @@ def run_requests(pool: ConnectionPool[Any], count: int) -> list[str]:
 
 def with_params(dsn: str, **params: Any) -> str:
     """*dsn* with some parameters added or replaced."""
-    return make_conninfo(**{**conninfo_to_dict(dsn), **params})
-
-
-class BlackHoleProxy:
-    """A TCP relay to the server whose open connections can be cut silently.
-
-    ``black_hole()`` makes every relayed connection drop what it receives
-    without closing anything: the client sees a peer that never answers,
-    as after a network cut. Connections accepted afterwards relay normally.
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._holes: list[threading.Event] = []
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self._target)
-            hole = threading.Event()
-            with self._lock:
-                self._holes.append(hole)
-                self._sockets += [client, server]
-            for src, dst in ((client, server), (server, client)):
-                threading.Thread(target=self._relay, args=(src, dst, hole), daemon=True).start()
-
-    @staticmethod
-    def _relay(src: socket.socket, dst: socket.socket, hole: threading.Event) -> None:
-        while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                return
-            if not data:
-                if not hole.is_set():
-                    dst.close()
-                return
-            if not hole.is_set():
-                try:
-                    dst.sendall(data)
-                except OSError:
-                    return
-
-    def black_hole(self) -> None:
-        with self._lock:
-            for hole in self._holes:
-                hole.set()
-
-    def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            for s in self._sockets:
-                s.close()
-
-
-@contextmanager
-def black_hole_proxy(dsn: str) -> Iterator[BlackHoleProxy]:
-    """A BlackHoleProxy in front of *dsn*'s server, closed on exit."""
-    params = conninfo_to_dict(dsn)
-    proxy = BlackHoleProxy(str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)))
-    try:
-        yield proxy
-    finally:
-        proxy.close()
+    return make_conninfo(dsn, **params)
 
 
 CHILD_DEADLINE = 60.0

@@ -14,9 +14,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from fault_proxy import FaultProxy, fault_proxy
 from ferropool import ConnectionPool
 from helpers import DEADLINE, backend_pid, count_backends, terminate_backend, wait_until
-from safety_helpers import BlackHoleProxy, backend_pids, black_hole_proxy, with_params
+from safety_helpers import backend_pids, with_params
 
 KEEPALIVE = 0.3
 KEEPALIVE_PARAMS = ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count")
@@ -78,16 +79,16 @@ def test_keepalive_setting_can_be_turned_off(dsn: str) -> None:
 
 
 @pytest.fixture
-def proxy(dsn: str) -> Iterator[BlackHoleProxy]:
-    with black_hole_proxy(dsn) as p:
+def proxy(dsn: str) -> Iterator[FaultProxy]:
+    with fault_proxy(dsn) as p:
         yield p
 
 
 def test_half_open_connection_is_found_by_keepalive(
-    dsn: str, app_name: str, proxy: BlackHoleProxy
+    dsn: str, app_name: str, proxy: FaultProxy
 ) -> None:
     """No FIN, no RST, a quiet socket: only a ping with a deadline finds it."""
-    through_proxy = with_params(dsn, host="127.0.0.1", port=proxy.port)
+    through_proxy = proxy.dsn(dsn)
     with ConnectionPool(
         through_proxy,
         min_size=1,
@@ -99,6 +100,7 @@ def test_half_open_connection_is_found_by_keepalive(
         with pool.connection() as conn:
             before = backend_pid(conn)
         proxy.black_hole()
+        proxy.restore()  # only the open connection goes silent
 
         # The ping's own deadline is 5 s.
         wait_until(

@@ -13,9 +13,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from fault_proxy import fault_proxy
 from ferropool import ConnectionPool
 from helpers import DEADLINE, backend_pid, count_backends, wait_until
-from safety_helpers import black_hole_proxy, with_params
 
 LEAK_TIMEOUT = 0.3
 
@@ -159,13 +159,14 @@ def test_connection_still_referenced_is_not_reclaimed(dsn: str) -> None:
 def test_the_pools_own_validation_pings_are_not_leaks(dsn: str) -> None:
     """A keepalive ping held up by a half-open connection (up to its 5 s
     deadline) is the pool's own lease, not a borrower's leak."""
-    with black_hole_proxy(dsn) as proxy:
-        through_proxy = with_params(dsn, host="127.0.0.1", port=proxy.port)
+    with fault_proxy(dsn) as proxy:
+        through_proxy = proxy.dsn(dsn)
         with ConnectionPool(
             through_proxy, min_size=1, open=True, keepalive_interval=0.2, leak_timeout=0.5
         ) as pool:
             pool.wait(timeout=DEADLINE)
             proxy.black_hole()
+            proxy.restore()  # only the open connection goes silent
             wait_until(
                 lambda: pool.get_stats()["connections_lost"] == 1,
                 what="the ping gives up on the half-open connection",
