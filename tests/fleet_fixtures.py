@@ -31,7 +31,14 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ferropool.embedded import HOST, SERVER_OS_USER, EmbeddedPostgres, free_port
+from ferropool.embedded import (
+    HOST,
+    SERVER_OS_USER,
+    EmbeddedPostgres,
+    child_env,
+    conf_quote,
+    free_port,
+)
 
 _STOP_GRACE = 10.0
 _START_TIMEOUT = 60.0
@@ -53,12 +60,6 @@ def _give_to_server_user(path: Path) -> None:
         os.chown(path, user.pw_uid, user.pw_gid)
 
 
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_ALL"] = "C"
-    return env
-
-
 def _tail(path: Path) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-_LOG_TAIL:])
@@ -77,11 +78,6 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-
-
-def _quote(value: str) -> str:
-    """A value for PgBouncer's [databases] connection strings."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 class PgBouncer:
@@ -123,7 +119,7 @@ class PgBouncer:
         lines = ["[databases]"]
         for name, options in databases.items():
             items = {**target, **{k: str(v) for k, v in options.items()}}
-            lines.append(name + " = " + " ".join(f"{k}={_quote(v)}" for k, v in items.items()))
+            lines.append(name + " = " + " ".join(f"{k}={conf_quote(v)}" for k, v in items.items()))
         config: dict[str, str | int] = {
             "listen_addr": HOST,
             "listen_port": self.port,
@@ -166,7 +162,7 @@ class PgBouncer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=self._base,
-            env=_child_env(),
+            env=child_env(),
             start_new_session=True,
             **_as_server_user(),
         )
@@ -229,7 +225,7 @@ class Standby:
         result = subprocess.run(
             command,
             cwd=self._base,
-            env=_child_env(),
+            env=child_env(),
             capture_output=True,
             text=True,
             timeout=120,
@@ -255,7 +251,7 @@ class Standby:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self._base,
-                env=_child_env(),
+                env=child_env(),
                 start_new_session=True,
                 **_as_server_user(),
             )

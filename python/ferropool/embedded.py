@@ -329,7 +329,7 @@ class EmbeddedPostgres:
             # pg_isready exits 0 once the server accepts connections; it
             # never authenticates, so it works with any auth method.
             result = subprocess.run(
-                command, env=_child_env(), capture_output=True, timeout=30, check=False
+                command, env=child_env(), capture_output=True, timeout=30, check=False
             )
             if result.returncode == 0:
                 return
@@ -430,7 +430,7 @@ class EmbeddedPostgres:
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write("\n# ferropool.embedded\n")
             conf.writelines(
-                f"{name} = {_conf_quote(str(value))}\n" for name, value in settings.items()
+                f"{name} = {conf_quote(str(value))}\n" for name, value in settings.items()
             )
         # The socket directory is private, so local trust only lets in the
         # server user and root; TCP is limited to 127.0.0.1.
@@ -501,7 +501,7 @@ class EmbeddedPostgres:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self._base_dir,
-                env=_child_env(),
+                env=child_env(),
                 # Its own session: a Ctrl-C meant for the test run must not
                 # shut the server down under the cleanup code.
                 start_new_session=True,
@@ -513,7 +513,7 @@ class EmbeddedPostgres:
             result = subprocess.run(
                 command,
                 cwd=self._base_dir,
-                env=_child_env(),
+                env=child_env(),
                 capture_output=True,
                 text=True,
                 timeout=_COMMAND_TIMEOUT_SECONDS,
@@ -564,7 +564,8 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
+    """The environment for the server's programs (and PgBouncer's)."""
     # A developer's PGHOST, PGPASSWORD, PGSSLMODE... must not reach initdb,
     # postgres or pg_isready; the C locale keeps messages in English.
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
@@ -706,5 +707,6 @@ def _conninfo_quote(value: str) -> str:
     return f"'{escaped}'"
 
 
-def _conf_quote(value: str) -> str:
+def conf_quote(value: str) -> str:
+    """A quoted value for postgresql.conf (and PgBouncer's connection strings)."""
     return "'" + value.replace("'", "''") + "'"
