@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from fault_proxy import fault_proxy
 from ferropool import NullConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 from ferropool.embedded import free_port
 from helpers import DEADLINE, Threads, backend_pid, count_backends, wait_until
@@ -252,3 +253,15 @@ def test_closed_pool(dsn: str) -> None:
         pool.getconn()
     pool.putconn(conn)
     assert conn.closed
+
+
+@pytest.mark.timeout(60)
+def test_a_connect_with_no_time_left_still_has_a_connect_timeout(dsn: str) -> None:
+    """wait(timeout=0) against a server that never answers: the attempt is
+    bounded by connect_timeout (its 1 s minimum), it does not hang."""
+    with fault_proxy(dsn) as proxy:
+        proxy.black_hole()  # new connections are accepted, then never answered
+        pool = NullConnectionPool(proxy.dsn(dsn), open=True)
+        with pytest.raises(PoolTimeout, match="initialization incomplete"):
+            pool.wait(timeout=0)
+        assert pool.closed

@@ -22,6 +22,7 @@ from async_helpers import (
     wait_backends,
     wait_until_async,
 )
+from fault_proxy import fault_proxy
 from ferropool import AsyncNullConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 from ferropool.embedded import free_port
 from helpers import DEADLINE
@@ -255,3 +256,16 @@ async def test_close_wakes_waiters(dsn: str) -> None:
             await waiter
     await pool.putconn(held)
     assert held.closed
+
+
+@pytest.mark.timeout(60)
+async def test_a_connect_with_no_time_left_still_has_a_connect_timeout(dsn: str) -> None:
+    """As for the sync null pool: wait(timeout=0) on a server that never
+    answers ends at connect_timeout instead of hanging."""
+    with fault_proxy(dsn) as proxy:
+        proxy.black_hole()
+        pool = null_pool(proxy.dsn(dsn), "no-time-left")
+        await pool.open()
+        with pytest.raises(PoolTimeout, match="initialization incomplete"):
+            await pool.wait(timeout=0)
+        assert pool.closed

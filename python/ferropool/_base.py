@@ -484,11 +484,12 @@ class BasePool:
         """Complete one connect attempt's resolved *kwargs*, and note its
         secrets so messages about the attempt can mask them.
 
-        Adds connect_timeout for a bounded attempt, what the `server` option
+        Adds connect_timeout for an attempt bounded by *timeout* seconds (at
+        least libpq's 1 s, even with no time left), what the `server` option
         needs, and libpq TCP keepalives unless the user set any.
         """
         self._remember_secrets(conninfo, kwargs)
-        if timeout:
+        if timeout is not None:
             kwargs["connect_timeout"] = max(round(timeout), 1)
         pgbouncer.connect_kwargs(self.server, kwargs)
         if not self.tcp_keepalives:

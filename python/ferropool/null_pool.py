@@ -32,7 +32,7 @@ class NullConnectionPool(ConnectionPool[CT]):
         # Spare capacity: this request opens its own connection.
         t0 = monotonic()
         try:
-            conn = self._connect(timeout=max(deadline - t0, 0.0) or None)
+            conn = self._connect(timeout=deadline - t0)
         except BaseException as ex:
             raise self._caller_connect_failed(got, ex) from None
         if not self._core.connected_to_caller(got, conn, monotonic() - t0):
@@ -52,7 +52,7 @@ class NullConnectionPool(ConnectionPool[CT]):
         delay = 0.05
         while True:
             try:
-                conn = self._connect(timeout=max(deadline - monotonic(), 0.0) or None)
+                conn = self._connect(timeout=deadline - monotonic())
             except Exception as ex:
                 last = self._describe(ex)
                 left = deadline - monotonic()
