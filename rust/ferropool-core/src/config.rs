@@ -128,20 +128,8 @@ impl Config {
     /// Check sizes against each other, with psycopg_pool's rules.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_sizes(self.min_size, self.max_size, self.null)?;
-        if self.max_lifetime.is_zero() {
-            return Err(ConfigError::new(
-                "max_lifetime",
-                self.max_lifetime.as_secs_f64(),
-                "must be greater than 0",
-            ));
-        }
-        if self.max_idle.is_zero() {
-            return Err(ConfigError::new(
-                "max_idle",
-                self.max_idle.as_secs_f64(),
-                "must be greater than 0",
-            ));
-        }
+        positive("max_lifetime", self.max_lifetime)?;
+        positive("max_idle", self.max_idle)?;
         if !(0.0..1.0).contains(&self.lifetime_jitter) {
             return Err(ConfigError::new(
                 "lifetime_jitter",
@@ -149,18 +137,8 @@ impl Config {
                 "must be in [0, 1)",
             ));
         }
-        for (param, value) in [
-            ("keepalive_interval", self.keepalive_interval),
-            ("leak_timeout", self.leak_timeout),
-        ] {
-            if value.is_some_and(|d| d.is_zero()) {
-                return Err(ConfigError::new(
-                    param,
-                    0,
-                    "must be greater than 0 (or None)",
-                ));
-            }
-        }
+        positive_or_off("keepalive_interval", self.keepalive_interval)?;
+        positive_or_off("leak_timeout", self.leak_timeout)?;
         if self.grow_concurrency == 0 {
             return Err(ConfigError::new(
                 "grow_concurrency",
@@ -181,12 +159,40 @@ impl Config {
     /// The bound on idle + in use + being created, with "no bound" spelled
     /// as the largest pool the core can hold.
     pub fn capacity(&self) -> usize {
-        if self.max_size == 0 {
-            MAX_POOL_SIZE
-        } else {
-            self.max_size
-        }
+        capacity_of(self.max_size)
     }
+}
+
+/// max_size as a bound: 0 ("no bound") is the largest pool the core holds.
+pub fn capacity_of(max_size: usize) -> usize {
+    if max_size == 0 {
+        MAX_POOL_SIZE
+    } else {
+        max_size
+    }
+}
+
+/// A duration that must be greater than zero.
+pub fn positive(param: &'static str, d: Duration) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::new(param, 0, "must be greater than 0"));
+    }
+    Ok(d)
+}
+
+/// An optional duration: `None` turns the feature off; zero is refused.
+pub fn positive_or_off(
+    param: &'static str,
+    d: Option<Duration>,
+) -> Result<Option<Duration>, ConfigError> {
+    if d.is_some_and(|d| d.is_zero()) {
+        return Err(ConfigError::new(
+            param,
+            0,
+            "must be greater than 0 (or None)",
+        ));
+    }
+    Ok(d)
 }
 
 /// psycopg_pool's size rules, with the offending values in the messages.

@@ -115,8 +115,7 @@ impl<T: Send> Pool<T> {
             // A ticket already taken by a worker fails to claim here; that
             // worker's `connected` will find the pool closed instead.
             if let Some(owned) = self.slot_of(t.id).claim(t.id, t.word, Phase::Reserved) {
-                self.creating.fetch_sub(1, Ordering::SeqCst);
-                payloads.extend(self.release_slot(owned));
+                payloads.extend(self.release_reserved(owned));
             }
         }
         for t in validations {
@@ -213,13 +212,9 @@ impl<T: Send> Pool<T> {
         fd: i32,
         took: Duration,
     ) -> Connected<T> {
-        let Some(mut owned) = self.claim_ticket(ticket) else {
+        let Some(mut owned) = self.claim_connected(ticket, took) else {
             return Connected::Refused(payload);
         };
-        self.creating.fetch_sub(1, Ordering::SeqCst);
-        bump(&self.counters.connections_num, 1);
-        bump(&self.counters.connections_ns, saturating_nanos(took));
-        self.counters.connect_time.record(saturating_nanos(took));
         // Not wanted if the pool closed, or shrank below what was reserved
         // (a resize down while this connection was being opened).
         if !self.is_open() || self.size.load(Ordering::SeqCst) > self.capacity() {
@@ -249,13 +244,9 @@ impl<T: Send> Pool<T> {
         took: Duration,
         read: impl FnOnce(&T) -> R,
     ) -> Result<Lent<R>, T> {
-        let Some(mut owned) = self.claim_ticket(ticket) else {
+        let Some(mut owned) = self.claim_connected(ticket, took) else {
             return Err(payload);
         };
-        self.creating.fetch_sub(1, Ordering::SeqCst);
-        bump(&self.counters.connections_num, 1);
-        bump(&self.counters.connections_ns, saturating_nanos(took));
-        self.counters.connect_time.record(saturating_nanos(took));
         if !self.is_open() {
             let _ = self.release_slot(owned);
             return Err(payload);
@@ -263,6 +254,30 @@ impl<T: Send> Pool<T> {
         let now = self.now();
         self.install(&mut owned, payload, key, fd, now);
         Ok(self.lend(owned, now, false, read))
+    }
+
+    /// Own the slot of an attempt that succeeded, and count the attempt.
+    fn claim_connected(&self, ticket: Ticket, took: Duration) -> Option<Owned<'_, T>> {
+        let owned = self.claim_ticket(ticket)?;
+        self.creating.fetch_sub(1, Ordering::SeqCst);
+        let took = saturating_nanos(took);
+        bump(&self.counters.connections_num, 1);
+        bump(&self.counters.connections_ns, took);
+        self.counters.connect_time.record(took);
+        Some(owned)
+    }
+
+    /// Count an attempt that failed with `message`.
+    fn count_failed_attempt(&self, message: String) {
+        bump(&self.counters.connections_num, 1);
+        bump(&self.counters.connections_errors, 1);
+        *lock(&self.last_connect_error) = Some(message);
+    }
+
+    /// Give back the capacity of a reserved slot whose attempt is over.
+    fn release_reserved(&self, owned: Owned<'_, T>) -> Option<T> {
+        self.creating.fetch_sub(1, Ordering::SeqCst);
+        self.release_slot(owned)
     }
 
     fn claim_ticket(&self, ticket: Ticket) -> Option<Owned<'_, T>> {
@@ -306,18 +321,14 @@ impl<T: Send> Pool<T> {
         let Some(mut owned) = self.claim_ticket(ticket) else {
             return ConnectFailed::Closed;
         };
-        bump(&self.counters.connections_num, 1);
-        bump(&self.counters.connections_errors, 1);
-        *lock(&self.last_connect_error) = Some(message);
+        self.count_failed_attempt(message);
         if !self.is_open() {
-            self.creating.fetch_sub(1, Ordering::SeqCst);
-            let _ = self.release_slot(owned);
+            let _ = self.release_reserved(owned);
             return ConnectFailed::Closed;
         }
         if self.size.load(Ordering::SeqCst) > self.capacity() {
             // Resized down meanwhile: this attempt is no longer needed.
-            self.creating.fetch_sub(1, Ordering::SeqCst);
-            let _ = self.release_slot(owned);
+            let _ = self.release_reserved(owned);
             return ConnectFailed::NotNeeded;
         }
         let now = self.now();
@@ -327,8 +338,7 @@ impl<T: Send> Pool<T> {
             Some(a) => a.next(now, &self.jitter),
         };
         if attempt.exhausted(now) {
-            self.creating.fetch_sub(1, Ordering::SeqCst);
-            let _ = self.release_slot(owned);
+            let _ = self.release_reserved(owned);
             // Keep trying to reach min_size, with a fresh give-up period.
             self.schedule(
                 now.saturating_add(saturating_nanos(MAX_DELAY)),
@@ -356,11 +366,8 @@ impl<T: Send> Pool<T> {
         let Some(owned) = self.claim_ticket(ticket) else {
             return;
         };
-        self.creating.fetch_sub(1, Ordering::SeqCst);
-        bump(&self.counters.connections_num, 1);
-        bump(&self.counters.connections_errors, 1);
-        *lock(&self.last_connect_error) = Some(message);
-        let _ = self.release_slot(owned);
+        self.count_failed_attempt(message);
+        let _ = self.release_reserved(owned);
     }
 
     /// Take the connection held by a validation ticket, lent to the pool

@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::clock::{saturating_nanos, Clock, Nanos};
-use crate::config::{validate_sizes, Config, ConfigError};
+use crate::config::{capacity_of, positive, positive_or_off, validate_sizes, Config, ConfigError};
 use crate::error::PoolError;
 use crate::histogram::HistogramSnapshot;
 use crate::jitter::Jitter;
@@ -209,13 +209,7 @@ impl<T: Send> Pool<T> {
 
     /// Applies to connections opened from now on.
     pub fn set_max_lifetime(&self, d: Duration) -> Result<(), ConfigError> {
-        if d.is_zero() {
-            return Err(ConfigError::new(
-                "max_lifetime",
-                0,
-                "must be greater than 0",
-            ));
-        }
+        let d = positive("max_lifetime", d)?;
         self.max_lifetime_ns
             .store(saturating_nanos(d), Ordering::Relaxed);
         Ok(())
@@ -226,9 +220,7 @@ impl<T: Send> Pool<T> {
     }
 
     pub fn set_max_idle(&self, d: Duration) -> Result<(), ConfigError> {
-        if d.is_zero() {
-            return Err(ConfigError::new("max_idle", 0, "must be greater than 0"));
-        }
+        let d = positive("max_idle", d)?;
         self.max_idle_ns
             .store(saturating_nanos(d), Ordering::Relaxed);
         Ok(())
@@ -478,13 +470,8 @@ impl<T: Send> Pool<T> {
     /// Validate and apply new sizes; see `lifecycle::resize`.
     fn set_sizes(&self, min_size: usize, max_size: usize) -> Result<(), ConfigError> {
         validate_sizes(min_size, max_size, self.null)?;
-        let cap = if max_size == 0 {
-            crate::config::MAX_POOL_SIZE
-        } else {
-            max_size
-        };
         self.min_size.store(min_size, Ordering::SeqCst);
-        self.max_size.store(cap, Ordering::SeqCst);
+        self.max_size.store(capacity_of(max_size), Ordering::SeqCst);
         Ok(())
     }
 
@@ -498,13 +485,5 @@ fn off_or(n: u64) -> Option<Duration> {
 }
 
 fn on_or_off(param: &'static str, d: Option<Duration>) -> Result<u64, ConfigError> {
-    match d {
-        None => Ok(OFF),
-        Some(d) if d.is_zero() => Err(ConfigError::new(
-            param,
-            0,
-            "must be greater than 0 (or None)",
-        )),
-        Some(d) => Ok(saturating_nanos(d)),
-    }
+    Ok(positive_or_off(param, d)?.map_or(OFF, saturating_nanos))
 }
