@@ -106,6 +106,15 @@ fn key(conn: &Bound<'_, PyAny>) -> usize {
 /// `detail` is the close reason, or for a leak `(key, seconds held, first)`.
 type ActionTuple = (u8, Option<Py<Ticket>>, Option<Conn>, Option<Py<PyAny>>);
 
+/// A wait's timeout in seconds: NaN refused, negative as zero, huge as
+/// "forever".
+fn wait_timeout(timeout: f64) -> PyResult<Duration> {
+    if timeout.is_nan() {
+        return Err(PyValueError::new_err("timeout must be a number, got nan"));
+    }
+    Ok(Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX))
+}
+
 fn optional_seconds(param: &'static str, value: Option<f64>) -> PyResult<Option<Duration>> {
     value
         .map(|v| seconds(param, v).map_err(config_to_py))
@@ -178,10 +187,7 @@ impl Core {
     /// released. Returns a connection, or a Ticket (null pools with spare
     /// capacity: open the connection yourself).
     fn wait(&self, py: Python<'_>, timeout: f64) -> PyResult<Py<PyAny>> {
-        if timeout.is_nan() {
-            return Err(PyValueError::new_err("timeout must be a number, got nan"));
-        }
-        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        let timeout = wait_timeout(timeout)?;
         let begin = self
             .pool
             .begin_wait(timeout, None, |c| c.clone_ref(py))
@@ -218,10 +224,7 @@ impl Core {
     /// any thread, once the wait is resolved.
     fn wait_async(slf: &Bound<'_, Self>, timeout: f64, waker: Py<PyAny>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        if timeout.is_nan() {
-            return Err(PyValueError::new_err("timeout must be a number, got nan"));
-        }
-        let timeout = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+        let timeout = wait_timeout(timeout)?;
         let on_wake: ferropool_core::waiter::WakeFn = Box::new(move || {
             Python::attach(|py| {
                 if let Err(e) = waker.call0(py) {
