@@ -26,6 +26,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .._secrets import MASK, scrub, secrets_of
+from ..sizing import read_budget
 from .errors import CliError, safe_message
 
 if TYPE_CHECKING:
@@ -177,11 +178,7 @@ def _describe(conn: psycopg.Connection[Any], embedded: bool) -> ServerInfo:
     tls_version = None
     if tls:
         tls_version = scalar("select version from pg_stat_ssl where pid = pg_backend_pid()")
-    max_connections = int(scalar("show max_connections"))
-    reserved = int(scalar("show superuser_reserved_connections"))
-    in_use = int(
-        scalar("select count(*) from pg_stat_activity where backend_type = 'client backend'")
-    )
+    budget = read_budget(conn)
     return ServerInfo(
         version=str(scalar("show server_version")),
         host=info.host,
@@ -192,9 +189,13 @@ def _describe(conn: psycopg.Connection[Any], embedded: bool) -> ServerInfo:
         tls=tls,
         tls_version=tls_version,
         embedded=embedded,
-        max_connections=max_connections,
-        # Counting the superuser's reserve as taken errs on the safe side.
-        free_connections=max_connections - reserved - in_use,
+        max_connections=budget.max_connections,
+        # Counting the superuser's reserve as taken errs on the safe side;
+        # this probe's own connection is in use too.
+        free_connections=budget.max_connections
+        - budget.superuser_reserved_connections
+        - budget.other_connections
+        - 1,
     )
 
 

@@ -20,7 +20,14 @@ from typing import Any
 import psycopg
 
 from .._secrets import secrets_of
-from ..sizing import DEFAULT_HEADROOM, DEFAULT_SPINDLES, SizingReport, read_budget, recommend
+from ..sizing import (
+    CONNECT_TIMEOUT,
+    DEFAULT_HEADROOM,
+    DEFAULT_SPINDLES,
+    SizingReport,
+    read_budget,
+    recommend,
+)
 from .errors import CliError, safe_message
 
 __all__ = ["add_parser", "run"]
@@ -118,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--rate and --query-ms go together: Little's Law needs both")
     secrets = secrets_of(args.dsn, None)
     try:
-        with psycopg.connect(args.dsn, connect_timeout=10, autocommit=True) as conn:
+        with psycopg.connect(args.dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True) as conn:
             budget = read_budget(conn, exclude_application_name=args.exclude_application_name)
             where = f"{conn.info.host}:{conn.info.port}, database {conn.info.dbname}"
     except psycopg.Error as ex:
