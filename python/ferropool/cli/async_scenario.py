@@ -33,7 +33,7 @@ from .contenders import (
     application_name,
     configuration,
 )
-from .measure import Entry, ScenarioContext, alternate, summarize
+from .measure import Entry, ScenarioContext, alternate, alternate_steps, summarize
 from .plan import Plan
 from .results import MeasurementResult, RoundResult
 from .workloads import Tally
@@ -62,7 +62,7 @@ def unavailable() -> str | None:
 
 
 def steps(plan: Plan) -> int:
-    return len(TASKS) * len(CONTENDERS) * (plan.rounds + 1)
+    return alternate_steps(len(TASKS), len(CONTENDERS), plan)
 
 
 def run(ctx: ScenarioContext) -> tuple[MeasurementResult, ...]:
@@ -87,12 +87,7 @@ def _run(ctx: ScenarioContext, loop: asyncio.AbstractEventLoop) -> tuple[Measure
         for tasks in TASKS:
             title = f"async: {tasks:,} task{'s' if tasks > 1 else ''}, select 1"
             entries = [
-                Entry(
-                    kind,
-                    configuration(kind),
-                    partial(_round, loop, pool, tasks),
-                    settle=ctx.plan.settle_seconds if kind == NEW_CONNECTION else 0.0,
-                )
+                Entry(kind, configuration(kind), partial(_round, loop, pool, tasks))
                 for kind, pool in pools.items()
             ]
             results.append(

@@ -22,10 +22,18 @@ from functools import partial
 from time import monotonic
 from typing import IO, Final
 
-from .contenders import CONTENDERS, NEW_CONNECTION, ContenderKind, configuration
+from .contenders import CONTENDERS, ContenderKind, configuration
 from .errors import CliError
 from .http_load import HttpLoad
-from .measure import Entry, ScenarioContext, alternate, charged, measure_threads, open_all
+from .measure import (
+    Entry,
+    ScenarioContext,
+    alternate,
+    alternate_steps,
+    charged,
+    measure_threads,
+    open_all,
+)
 from .plan import Plan
 from .results import MeasurementResult
 from .workloads import select_one_until
@@ -52,7 +60,7 @@ _APP_MAIN: Final = "import sys; from ferropool.cli.wsgi_app import main; sys.exi
 
 
 def steps(plan: Plan) -> int:
-    return 2 * len(CONTENDERS) * (plan.rounds + 1)
+    return alternate_steps(2, len(CONTENDERS), plan)
 
 
 def run(ctx: ScenarioContext) -> tuple[MeasurementResult, ...]:
@@ -74,12 +82,7 @@ def _over_http(ctx: ScenarioContext) -> MeasurementResult:
                 ports[kind] = app.open()
         load = stack.enter_context(HttpLoad(ctx.load_generator, THREADS))
         entries = [
-            Entry(
-                kind,
-                configuration(kind),
-                partial(load.round, ports[kind]),
-                settle=ctx.plan.settle_seconds if kind == NEW_CONNECTION else 0.0,
-            )
+            Entry(kind, configuration(kind), partial(load.round, ports[kind]))
             for kind in CONTENDERS
         ]
         results = alternate(title, entries, ctx, round_seconds=ctx.plan.http_round_seconds)

@@ -71,9 +71,12 @@ class Entry:
     configuration: str
     # Runs one round lasting about the given number of seconds.
     run_round: Callable[[float], RoundResult]
-    # Pause after each round, charged to this contender: it closed
-    # connections whose server processes are still exiting.
-    settle: float = 0.0
+
+
+def alternate_steps(measurements: int, contenders: int, plan: Plan) -> int:
+    """Progress steps of *measurements* calls of `alternate`: a warm-up and
+    the plan's rounds for each of *contenders*."""
+    return measurements * contenders * (plan.rounds + 1)
 
 
 def alternate(
@@ -86,18 +89,21 @@ def alternate(
     """Warm each entry up, then run the plan's rounds of each, alternately."""
     plan, progress, meter = ctx.plan, ctx.progress, ctx.meter
     seconds = plan.round_seconds if round_seconds is None else round_seconds
+    # A pause after each round of a new connection per request, charged to
+    # it: it closed connections whose server processes are still exiting.
+    settle = {e.name: plan.settle_seconds if e.name == NEW_CONNECTION else 0.0 for e in entries}
     for entry in entries:
         progress(title, entry.name, "warm-up")
         with meter.charge(entry.name):
             entry.run_round(plan.warmup_seconds)
-            sleep(entry.settle)
+            sleep(settle[entry.name])
     rounds: dict[str, list[RoundResult]] = {e.name: [] for e in entries}
     for i in range(plan.rounds):
         for entry in entries:
             progress(title, entry.name, f"round {i + 1}/{plan.rounds}")
             with meter.charge(entry.name):
                 rounds[entry.name].append(entry.run_round(seconds))
-                sleep(entry.settle)
+                sleep(settle[entry.name])
     return tuple(ContenderResult(e.name, e.configuration, tuple(rounds[e.name])) for e in entries)
 
 
@@ -173,13 +179,6 @@ def measure_threads(
         entries = []
         for kind, pool in pools.items():
             gang = stack.enter_context(ThreadGang(threads, work(pool), name=f"bench-{kind}"))
-            entries.append(
-                Entry(
-                    kind,
-                    configuration(kind, safe=safe),
-                    threaded_round(gang),
-                    settle=ctx.plan.settle_seconds if kind == NEW_CONNECTION else 0.0,
-                )
-            )
+            entries.append(Entry(kind, configuration(kind, safe=safe), threaded_round(gang)))
         results = alternate(title, entries, ctx)
     return MeasurementResult(key, title, unit, threads, connections, results)

@@ -20,7 +20,7 @@ from typing import Final
 from . import async_scenario, end_to_end
 from .contenders import CONTENDERS, NewConnectionPerRequest
 from .http_load import LoadGeneratorChoice
-from .measure import Progress, ScenarioContext, Work, measure_threads, open_all
+from .measure import Progress, ScenarioContext, Work, alternate_steps, measure_threads, open_all
 from .plan import Plan
 from .results import MeasurementResult, ScenarioResult
 from .server_cost import CostMeter
@@ -160,7 +160,7 @@ def _safe_checkout(ctx: ScenarioContext) -> tuple[MeasurementResult, ...]:
 
 
 def _steps(measurements: int) -> Callable[[Plan], int]:
-    return lambda plan: measurements * len(CONTENDERS) * (plan.rounds + 1)
+    return lambda plan: alternate_steps(measurements, len(CONTENDERS), plan)
 
 
 # Three contenders' pools full, and the fourth's connections open at once.
