@@ -124,14 +124,9 @@ class Advisor:
             min_window = min(DEFAULT_SPAN, window)
         if leak_after is None:
             leak_after = min(DEFAULT_SPAN, window)
-        for name, value in (
-            ("window", window),
-            ("min_window", min_window),
-            ("leak_after", leak_after),
-            ("slow_wait", slow_wait),
-        ):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        _positive_seconds(
+            window=window, min_window=min_window, leak_after=leak_after, slow_wait=slow_wait
+        )
         for name, value in (("min_window", min_window), ("leak_after", leak_after)):
             if value > window:
                 raise ValueError(f"{name} ({value}) cannot exceed window ({window})")
@@ -420,12 +415,18 @@ def watch(
     `pool.advice()` reads the watcher's samples too. Call it again in a
     forked child (gunicorn's post_fork): threads do not survive fork().
     """
-    for name, value in (("interval", interval), ("warn_every", warn_every)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    _positive_seconds(interval=interval, warn_every=warn_every)
     advisor = Advisor(
         pool, window=window, min_window=min_window, leak_after=leak_after, slow_wait=slow_wait
     )
     with _advisors_lock:
         _advisors[pool] = advisor
     return Watcher(pool, advisor, float(interval), float(warn_every))
+
+
+def _positive_seconds(**values: object) -> None:
+    """ValueError naming the first of *values* that is not a positive,
+    finite number of seconds."""
+    for name, value in values.items():
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
