@@ -478,17 +478,23 @@ class BasePool:
     def _hook_error(self, hook: str, ex: BaseException) -> None:
         logger.warning("pool %r: %s hook failed: %s", self.name, hook, self._describe(ex))
 
+    def _resolved(self, conninfo: str | None, kwargs: Any) -> tuple[str, dict[str, Any]]:
+        """An attempt's conninfo and a copy of its kwargs, their secrets
+        noted so messages about the attempt can mask them."""
+        conninfo = conninfo or ""
+        kwargs = dict(kwargs) if kwargs else {}
+        self._remember_secrets(conninfo, kwargs)
+        return conninfo, kwargs
+
     def _prepare_connect(
         self, conninfo: str, kwargs: dict[str, Any], timeout: float | None
     ) -> None:
-        """Complete one connect attempt's resolved *kwargs*, and note its
-        secrets so messages about the attempt can mask them.
+        """Complete one connect attempt's resolved *kwargs*.
 
         Adds connect_timeout for an attempt bounded by *timeout* seconds (at
         least libpq's 1 s, even with no time left), what the `server` option
         needs, and libpq TCP keepalives unless the user set any.
         """
-        self._remember_secrets(conninfo, kwargs)
         if timeout is not None:
             kwargs["connect_timeout"] = max(round(timeout), 1)
         pgbouncer.connect_kwargs(self.server, kwargs)

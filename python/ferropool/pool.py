@@ -533,10 +533,9 @@ class ConnectionPool(BasePool, Generic[CT]):
 
     def _connect(self, timeout: float | None = None) -> CT:
         """A new connection, configured, not yet lent."""
-        conninfo = self.conninfo() if callable(self.conninfo) else self.conninfo
-        kwargs = self._resolve_kwargs()
-        self._prepare_connect(conninfo or "", kwargs, timeout)
-        conn = cast("CT", self.connection_class.connect(conninfo or "", **kwargs))
+        conninfo, kwargs = self._resolve_params()
+        self._prepare_connect(conninfo, kwargs, timeout)
+        conn = cast("CT", self.connection_class.connect(conninfo, **kwargs))
         # Marked as pooled while configure runs, so `with conn:` inside it
         # does not close the connection.
         conn._pool = self  # type: ignore[assignment]
@@ -553,9 +552,12 @@ class ConnectionPool(BasePool, Generic[CT]):
         self._hook("on_connect", conn)
         return conn
 
-    def _resolve_kwargs(self) -> dict[str, Any]:
+    def _resolve_params(self) -> tuple[str, dict[str, Any]]:
+        """One attempt's conninfo and kwargs (callables called), noted for
+        masking their secrets in messages about the attempt."""
+        conninfo = self.conninfo() if callable(self.conninfo) else self.conninfo
         kwargs = self.kwargs() if callable(self.kwargs) else self.kwargs
-        return dict(kwargs) if kwargs else {}
+        return self._resolved(conninfo, kwargs)
 
 
 def _socket_of(conn: Any) -> int | None:

@@ -647,15 +647,9 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
 
     async def _connect(self, timeout: float | None = None) -> ACT:
         """A new connection, configured, not yet lent."""
-        conninfo = self.conninfo
-        if callable(conninfo):
-            conninfo = await _maybe_await(conninfo())
-        kwargs = self.kwargs
-        if callable(kwargs):
-            kwargs = await _maybe_await(kwargs())
-        kwargs = dict(kwargs) if kwargs else {}
-        self._prepare_connect(conninfo or "", kwargs, timeout)
-        conn = cast("ACT", await self.connection_class.connect(conninfo or "", **kwargs))
+        conninfo, kwargs = await self._resolve_params()
+        self._prepare_connect(conninfo, kwargs, timeout)
+        conn = cast("ACT", await self.connection_class.connect(conninfo, **kwargs))
         conn._pool = self  # type: ignore[assignment]
         try:
             if self._configure is not None:
@@ -667,6 +661,17 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         conn._pool = None
         await self._hook("on_connect", conn)
         return conn
+
+    async def _resolve_params(self) -> tuple[str, dict[str, Any]]:
+        """One attempt's conninfo and kwargs (callables called and awaited),
+        noted for masking their secrets in messages about the attempt."""
+        conninfo = self.conninfo
+        if callable(conninfo):
+            conninfo = await _maybe_await(conninfo())
+        kwargs = self.kwargs
+        if callable(kwargs):
+            kwargs = await _maybe_await(kwargs())
+        return self._resolved(conninfo, kwargs)
 
 
 class _AsyncConnectionContext(Generic[ACT]):

@@ -22,7 +22,6 @@ message or leave a connection open.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ import psycopg
 
 if TYPE_CHECKING:
     from ._base import BasePool
+    from .pool import ConnectionPool
+    from .pool_async import AsyncConnectionPool
 
 __all__ = [
     "ServerBudget",
@@ -362,11 +363,12 @@ def budget_share_option(value: object, *, server: str) -> float | None:
     return share
 
 
-def _conninfo_and_kwargs(conninfo: Any, kwargs: Any) -> tuple[str, dict[str, Any]]:
-    args = dict(kwargs) if kwargs else {}
+def _budget_params(conninfo: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A pool's resolved connect parameters for the one-off budget query:
+    without the options that shape a pool's connections."""
     for key in ("prepare_threshold", "row_factory", "cursor_factory", "context", "autocommit"):
-        args.pop(key, None)
-    return conninfo or "", args
+        kwargs.pop(key, None)
+    return conninfo, kwargs
 
 
 def _apply_share(pool: BasePool, budget: ServerBudget | None, error: str | None) -> None:
@@ -400,16 +402,14 @@ def _apply_share(pool: BasePool, budget: ServerBudget | None, error: str | None)
     )
 
 
-def resolve_share(pool: BasePool) -> None:
+def resolve_share(pool: ConnectionPool[Any]) -> None:
     """budget_share, sync pools: read the budget with a one-off connection
     and resize the pool before it opens. A failure is logged and the pool
     keeps its constructor's size."""
     if not pool._budget_pending:
         return
     try:
-        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
-        kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs
-        conninfo, args = _conninfo_and_kwargs(conninfo, kwargs)
+        conninfo, args = _budget_params(*pool._resolve_params())
         budget = fetch_budget(conninfo, **args)
     except Exception as ex:
         _apply_share(pool, None, pool._describe(ex))
@@ -417,18 +417,12 @@ def resolve_share(pool: BasePool) -> None:
         _apply_share(pool, budget, None)
 
 
-async def aresolve_share(pool: BasePool) -> None:
+async def aresolve_share(pool: AsyncConnectionPool[Any]) -> None:
     """`resolve_share` for the async pools, on their loop."""
     if not pool._budget_pending:
         return
     try:
-        conninfo = pool.conninfo() if callable(pool.conninfo) else pool.conninfo
-        if inspect.isawaitable(conninfo):
-            conninfo = await conninfo
-        kwargs = pool.kwargs() if callable(pool.kwargs) else pool.kwargs
-        if inspect.isawaitable(kwargs):
-            kwargs = await kwargs
-        conninfo, args = _conninfo_and_kwargs(conninfo, kwargs)
+        conninfo, args = _budget_params(*await pool._resolve_params())
         args["connect_timeout"] = CONNECT_TIMEOUT
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **args) as conn:
             budget = await aread_budget(conn)
