@@ -11,6 +11,15 @@ import os
 
 import pytest
 
+# Every fixture of the test suite, from one place: tests/fixtures/.
+pytest_plugins = [
+    "tests.fixtures.server",
+    "tests.fixtures.fault_proxy",
+    "tests.fixtures.fleet",
+    "tests.fixtures.mariadb",
+    "tests.fixtures.reliability",
+]
+
 _skipped: list[str] = []
 
 

@@ -1,0 +1,394 @@
+"""The connection budget: ferropool.sizing, budget_share, ``ferropool sizing``.
+
+A dedicated server with max_connections = 20, 3 superuser-reserved and 2
+reserved slots leaves 15 connections to ordinary roles. The rules are
+checked against what that server really accepts: an ordinary role gets
+exactly the connections the fleet rule hands out, and one more is refused.
+The command line runs as a user runs it, in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors as e
+from psycopg.conninfo import make_conninfo
+
+from ferropool import (
+    AsyncConnectionPool,
+    AsyncNullConnectionPool,
+    ConnectionPool,
+    NullConnectionPool,
+)
+from ferropool.embedded import EmbeddedPostgres, find_debian_bindir, free_port
+from ferropool.sizing import (
+    ServerBudget,
+    fetch_budget,
+    recommend,
+    share_size,
+    size_fleet,
+)
+from tests.fixtures.helpers import count_backends
+
+MAX_CONNECTIONS = 20
+SUPERUSER_RESERVED = 3
+RESERVED = 2
+USABLE = MAX_CONNECTIONS - SUPERUSER_RESERVED - RESERVED  # 15
+APP_ROLE = "fleet_app"
+PASSWORD = "hunter2-must-not-leak"
+
+
+@pytest.fixture(scope="module")
+def budget_server() -> Iterator[EmbeddedPostgres]:
+    with EmbeddedPostgres(
+        max_connections=MAX_CONNECTIONS,
+        settings={
+            "superuser_reserved_connections": SUPERUSER_RESERVED,
+            "reserved_connections": RESERVED,
+        },
+    ) as server:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"create role {APP_ROLE} login")
+        yield server
+
+
+@pytest.fixture
+def app_dsn(budget_server: EmbeddedPostgres) -> str:
+    """The server as an ordinary role, which cannot use the reserved slots."""
+    return make_conninfo(budget_server.dsn, user=APP_ROLE)
+
+
+def connect_many(dsn: str, n: int, application_name: str) -> list[psycopg.Connection[Any]]:
+    conns = []
+    try:
+        for _ in range(n):
+            conns.append(psycopg.connect(dsn, application_name=application_name))
+    except BaseException:
+        for c in conns:
+            c.close()
+        raise
+    return conns
+
+
+# ---- reading the budget -------------------------------------------------------------
+
+
+def test_budget_is_read_from_the_server(budget_server: EmbeddedPostgres) -> None:
+    budget = fetch_budget(budget_server.dsn)
+    assert budget.max_connections == MAX_CONNECTIONS
+    assert budget.superuser_reserved_connections == SUPERUSER_RESERVED
+    assert budget.reserved_connections == RESERVED  # PostgreSQL 16+
+    assert budget.server_version >= 160000
+    assert budget.other_connections == 0  # the one reading is not counted
+    assert (budget.reserved, budget.usable, budget.available) == (5, USABLE, USABLE)
+
+
+def test_other_clients_are_counted_and_the_fleet_can_be_excluded(
+    budget_server: EmbeddedPostgres,
+) -> None:
+    others = connect_many(budget_server.dsn, 4, "someone-else")
+    fleet = connect_many(budget_server.dsn, 2, "our-fleet")
+    try:
+        budget = fetch_budget(budget_server.dsn)
+        assert budget.other_connections == 6
+        assert budget.available == USABLE - 6
+        mine = fetch_budget(budget_server.dsn, exclude_application_name="our-fleet")
+        assert mine.other_connections == 4
+        assert recommend(mine, instances=3).fleet_max_size == (USABLE - 4) // 3
+    finally:
+        for c in others + fleet:
+            c.close()
+
+
+def test_reserved_connections_is_absent_before_postgresql_16() -> None:
+    """Debian's PostgreSQL (15 on bookworm; installed by .ci/run)."""
+    bindir = find_debian_bindir()
+    assert bindir is not None, "apt-get install postgresql (Debian's server) for this test"
+    with EmbeddedPostgres(bindir=bindir, max_connections=30) as server:
+        budget = fetch_budget(server.dsn)
+        result = run_cli("--dsn", server.dsn, "--instances", "2")
+    assert budget.max_connections == 30
+    if server.version < 16:
+        assert budget.reserved_connections is None
+        assert budget.usable == 30 - budget.superuser_reserved_connections
+        assert f"PostgreSQL {server.version} has none" in result.stdout
+    else:
+        assert budget.reserved_connections is not None
+    assert result.returncode == 0, result.stderr
+
+
+# ---- the rules --------------------------------------------------------------------------
+
+BUDGET = ServerBudget(
+    server_version=180000,
+    max_connections=100,
+    superuser_reserved_connections=3,
+    reserved_connections=0,
+    other_connections=7,
+)  # 90 available
+
+
+def test_fleet_rule() -> None:
+    report = recommend(BUDGET, instances=4)
+    assert report.fleet_max_size == 22  # 4 x 22 = 88 <= 90
+    assert report.recommended_max_size == 22
+    assert report.cores_max_size is None and report.littles_max_size is None
+    assert report.over_committed is None
+    assert report.notes == []
+    assert recommend(BUDGET, instances=91).fleet_max_size == 0
+    assert "no room" in recommend(BUDGET, instances=91).notes[0]
+
+
+def test_cores_rule() -> None:
+    report = recommend(BUDGET, instances=4, server_cores=8, spindles=1)
+    assert report.cores_connections == 17
+    assert report.cores_max_size == 4  # 17 // 4
+    assert report.recommended_max_size == 4
+    # More instances than the cores rule has connections: 1 each, and a note.
+    crowded = recommend(BUDGET, instances=40, server_cores=8)
+    assert crowded.cores_max_size == 1
+    assert any("PgBouncer" in note for note in crowded.notes)
+
+
+def test_littles_law() -> None:
+    # 200 requests/s x 30 ms = 6 busy on average, x1.5 headroom = 9.
+    report = recommend(BUDGET, instances=4, rate=200, query_ms=30)
+    assert report.busy_connections == pytest.approx(6.0)
+    assert report.littles_max_size == 9
+    assert report.recommended_max_size == 9
+    # More than the budget allows: the cap, and a plain note.
+    heavy = recommend(BUDGET, instances=4, rate=2000, query_ms=30)
+    assert heavy.littles_max_size == 90
+    assert heavy.recommended_max_size == 22
+    assert any("requests will queue" in note for note in heavy.notes)
+    assert recommend(BUDGET, instances=1, rate=1, query_ms=1).littles_max_size == 1
+
+
+def test_over_commit_is_said_plainly() -> None:
+    report = recommend(BUDGET, instances=4, current_max_size=30)
+    assert report.current_connections == 120
+    assert report.over_committed is True
+    assert report.notes[-1].startswith("OVER-COMMITTED: 4 instances x max_size 30 = 120")
+    assert "Lower max_size to 22" in report.notes[-1]
+    fits = recommend(BUDGET, instances=4, current_max_size=22)
+    assert fits.over_committed is False
+    assert fits.notes == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"instances": 0}, "instances must be an int >= 1"),
+        ({"instances": 2, "server_cores": 0}, "server_cores must be an int >= 1"),
+        ({"instances": 2, "spindles": -1}, "spindles must be an int >= 0"),
+        ({"instances": 2, "rate": 10}, "rate and query_ms go together"),
+        ({"instances": 2, "rate": -1, "query_ms": 5}, "rate must be a number greater than 0"),
+        ({"instances": 2, "current_max_size": -1}, "current_max_size must be an int >= 0"),
+    ],
+)
+def test_rule_arguments_are_checked(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        recommend(BUDGET, **kwargs)
+
+
+def test_the_fleet_rule_is_what_the_server_accepts(
+    budget_server: EmbeddedPostgres, app_dsn: str, app_name: str
+) -> None:
+    """3 instances as an ordinary role, each at the recommended max_size:
+    every connection opens; one more is refused by the server."""
+    report = size_fleet(budget_server.dsn, instances=3)
+    assert report.recommended_max_size == USABLE // 3 == 5
+    pools = [
+        ConnectionPool(
+            app_dsn,
+            min_size=report.recommended_max_size,
+            kwargs={"application_name": app_name},
+            open=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for pool in pools:
+            pool.wait(timeout=30)
+        assert count_backends(budget_server.dsn, app_name) == 15
+        with pytest.raises(e.OperationalError, match="reserved"):
+            psycopg.connect(app_dsn, connect_timeout=10).close()
+        assert size_fleet(budget_server.dsn, instances=3).recommended_max_size == 0
+    finally:
+        for pool in pools:
+            pool.close()
+
+
+# ---- budget_share --------------------------------------------------------------------------
+
+
+def test_share_size() -> None:
+    assert share_size(BUDGET, 0.25) == 24  # of the 97 usable, others not subtracted
+    assert share_size(BUDGET, 1.0) == 97
+    assert share_size(BUDGET, 0.001) == 1
+
+
+@pytest.mark.parametrize("cls", [ConnectionPool, NullConnectionPool], ids=lambda c: c.__name__)
+def test_budget_share_sizes_the_pool_when_it_opens(
+    cls: type[Any], budget_server: EmbeddedPostgres
+) -> None:
+    pool = cls(budget_server.dsn, budget_share=0.5, open=False)
+    assert pool.budget_share == 0.5
+    with pool:
+        assert pool.max_size == math.floor(0.5 * USABLE) == 7
+        assert pool.get_stats()["pool_max"] == 7
+    # A max_size given too caps the share.
+    with cls(budget_server.dsn, budget_share=0.5, min_size=0, max_size=3, open=False) as capped:
+        assert capped.max_size == 3
+
+
+def test_budget_share_caps_min_size_and_fills_to_it(
+    budget_server: EmbeddedPostgres, app_name: str
+) -> None:
+    with ConnectionPool(
+        budget_server.dsn,
+        min_size=12,
+        budget_share=0.4,
+        kwargs={"application_name": app_name},
+    ) as pool:
+        assert (pool.min_size, pool.max_size) == (6, 6)
+        pool.wait()
+        assert count_backends(budget_server.dsn, app_name) == 6
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("cls", [AsyncConnectionPool, AsyncNullConnectionPool])
+async def test_budget_share_async(cls: type[Any], budget_server: EmbeddedPostgres) -> None:
+    async with cls(budget_server.dsn, budget_share=0.2, open=False) as pool:
+        assert pool.max_size == 3
+        async with pool.connection() as conn:
+            cur = await conn.execute("select 1")
+            assert await cur.fetchone() == (1,)
+
+
+def test_budget_share_unreachable_server_keeps_the_given_size(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dsn = make_conninfo(host="127.0.0.1", port=free_port(), user="x", password=PASSWORD)
+    with caplog.at_level("WARNING", logger="ferropool"):
+        pool = ConnectionPool(dsn, min_size=0, max_size=5, budget_share=0.5, open=True)
+        pool.close()
+    assert pool.max_size == 5
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("couldn't read the server's budget" in m for m in messages), messages
+    assert not any(PASSWORD in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "message"),
+    [
+        ({"budget_share": 0}, ValueError, r"budget_share must be in \(0, 1\], got 0"),
+        ({"budget_share": 1.5}, ValueError, r"budget_share must be in \(0, 1\]"),
+        ({"budget_share": "half"}, TypeError, "budget_share must be a number"),
+        (
+            {"budget_share": 0.5, "server": "pgbouncer-transaction"},
+            ValueError,
+            r"budget_share=0.5 cannot work with server='pgbouncer-transaction'",
+        ),
+    ],
+)
+def test_budget_share_is_checked(
+    kwargs: dict[str, Any], exc: type[Exception], message: str
+) -> None:
+    for cls in (ConnectionPool, NullConnectionPool, AsyncConnectionPool, AsyncNullConnectionPool):
+        with pytest.raises(exc, match=message):
+            cls("", open=False, **kwargs)
+
+
+# ---- the command line --------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ferropool", "sizing", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def with_password(dsn: str) -> str:
+    # Trust authentication never asks for it: it only must not be printed.
+    return make_conninfo(dsn, password=PASSWORD)
+
+
+def test_cli_recommends_and_exits_0_when_the_fleet_fits(
+    budget_server: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    out = tmp_path / "sizing.json"
+    result = run_cli(
+        "--dsn", with_password(budget_server.dsn), "--instances", "3",
+        "--rate", "100", "--query-ms", "20", "--current-max-size", "4",
+        "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert f"max_connections                 {MAX_CONNECTIONS:>6}" in text
+    assert "fleet rule       5" in text
+    assert "server cores unknown: pass --server-cores" in text
+    assert "Little's Law     3" in text  # 100/s x 20 ms = 2 busy, x1.5
+    assert "recommended max_size: 3" in text
+    assert "fits" in text
+    assert PASSWORD not in result.stdout + result.stderr
+    data = json.loads(out.read_text())
+    assert data["recommended_max_size"] == 3
+    assert data["budget"]["max_connections"] == MAX_CONNECTIONS
+    assert data["budget"]["available"] == USABLE
+    assert data["over_committed"] is False
+    assert PASSWORD not in out.read_text()
+
+
+def test_cli_says_when_the_fleet_over_commits(budget_server: EmbeddedPostgres) -> None:
+    result = run_cli(
+        "--dsn", budget_server.dsn, "--instances", "4", "--server-cores", "2",
+        "--current-max-size", "10",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "cores rule       1" in result.stdout  # 2 x 2 + 1 = 5 for 4 instances
+    assert "OVER-COMMITTED: 4 instances x max_size 10 = 40 connections > 15 available" in (
+        result.stdout
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0]
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_cli_unreachable_server_is_one_clear_line() -> None:
+    dsn = make_conninfo(host="127.0.0.1", port=free_port(), user="app", password=PASSWORD)
+    result = run_cli("--dsn", dsn, "--instances", "2")
+    assert_one_line_error(result, "ferropool sizing: error: cannot read the server's budget")
+    assert "Connection refused" in result.stderr
+
+
+def test_cli_usage_errors(budget_server: EmbeddedPostgres) -> None:
+    dsn = with_password(budget_server.dsn)
+    assert_one_line_error(
+        run_cli("--dsn", dsn, "--instances", "2", "--rate", "10"), "--rate and --query-ms"
+    )
+    result = run_cli("--dsn", dsn, "--instances", "0")
+    assert result.returncode == 2
+    assert "must be at least 1" in result.stderr
+    assert PASSWORD not in result.stderr
+    result = run_cli("--instances", "2")
+    assert result.returncode == 2
+    assert "--dsn" in result.stderr
