@@ -12,7 +12,8 @@ from .null_pool import NullConnectionPool
 from .null_pool_async import AsyncNullConnectionPool
 from .pool import ConnectionPool
 from .pool_async import AsyncConnectionPool
-from .routing import AsyncRoutingPool, RoutingPool
+from .routing import RoutingPool
+from .routing_async import AsyncRoutingPool
 
 try:
     __version__ = version("ferropool")

@@ -1,21 +1,22 @@
-"""NullConnectionPool: psycopg_pool's pool that keeps no idle connections.
+# Generated from null_pool_async.py by tools/async_to_sync.py: do not edit.
+# Change the async source and run `python tools/async_to_sync.py`.
+"""NullConnectionPool: psycopg_pool's pool that keeps no idle
+connections. The sync NullConnectionPool is generated from it.
 
-Every request gets a new connection, opened on the requesting thread, and
-it is closed when returned unless a queued request takes it over. max_size
-bounds how many exist at once (0: no bound), so the pool still throttles a
-burst; the core does the counting and the FIFO handoff as for a full pool.
+Every request gets a new connection, opened by the requesting task when
+there is capacity, and it is closed when returned unless a queued request
+takes it over; ``max_size`` bounds how many exist at once (0: no bound), so
+the pool still throttles a burst. The core does the counting and the FIFO
+handoff as for a full pool; `wait()` opens (and closes) one connection on a
+worker, as psycopg_pool's does.
 """
 
 from __future__ import annotations
 
-from time import monotonic, sleep
-from typing import Any
+from typing import TYPE_CHECKING
 
-from . import _config, _core
-from ._base import null_pool_init
-from ._maintenance import close_quietly
-from .errors import PoolClosed
 from .pool import CT, ConnectionPool
+from .runner.settings import null_pool_init
 
 
 class NullConnectionPool(ConnectionPool[CT]):
@@ -23,47 +24,10 @@ class NullConnectionPool(ConnectionPool[CT]):
 
     _null = True
 
-    __init__ = null_pool_init(ConnectionPool.__init__)
-
-    def _take(self, deadline: float) -> Any:
-        got = self._core.wait(deadline - monotonic())
-        if not isinstance(got, _core.Ticket):
-            return got
-        # Spare capacity: this request opens its own connection.
-        t0 = monotonic()
-        try:
-            conn = self._connect(timeout=deadline - t0)
-        except BaseException as ex:
-            raise self._caller_connect_failed(got, ex) from None
-        if not self._core.connected_to_caller(got, conn, monotonic() - t0):
-            close_quietly(conn)
-            raise PoolClosed(f"the pool {self.name!r} is already closed")
-        return conn
-
-    def wait(self, timeout: float = 30.0) -> None:
-        """Open (and close) one connection to prove the server is reachable.
-
-        Close the pool and raise PoolTimeout if that fails for *timeout*
-        seconds.
-        """
-        timeout = _config.seconds("timeout", timeout)
-        self._check_open_getconn()
-        deadline = monotonic() + timeout
-        delay = 0.05
-        while True:
-            try:
-                conn = self._connect(timeout=deadline - monotonic())
-            except Exception as ex:
-                last = self._describe(ex)
-                left = deadline - monotonic()
-                if left <= 0:
-                    self.close()
-                    raise self._init_timeout(timeout, last) from None
-                sleep(min(delay, left))
-                delay = min(delay * 2, 1.0)
-            else:
-                close_quietly(conn)
-                return
+    if not TYPE_CHECKING:
+        # To type checkers the parent's (generic) __init__; at run time the
+        # same with min_size defaulting to 0.
+        __init__ = null_pool_init(ConnectionPool.__init__)
 
     def check(self) -> None:
         """Nothing to check: the pool keeps no connections."""

@@ -1,69 +1,31 @@
 """AsyncNullConnectionPool: psycopg_pool's async pool that keeps no idle
-connections.
+connections. The sync NullConnectionPool is generated from it.
 
-Each request opens its own connection (on the requesting task) when there
-is capacity, and it is closed when returned unless a queued request takes it
-over; max_size bounds how many exist at once (0: no bound).
+Every request gets a new connection, opened by the requesting task when
+there is capacity, and it is closed when returned unless a queued request
+takes it over; ``max_size`` bounds how many exist at once (0: no bound), so
+the pool still throttles a burst. The core does the counting and the FIFO
+handoff as for a full pool; `wait()` opens (and closes) one connection on a
+worker, as psycopg_pool's does.
 """
 
 from __future__ import annotations
 
-import asyncio
-from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING
 
-from . import _config, _core
-from ._base import null_pool_init
-from ._maintenance_async import close_quietly_async
-from .errors import PoolClosed
 from .pool_async import ACT, AsyncConnectionPool
+from .runner.settings import null_pool_init
 
 
 class AsyncNullConnectionPool(AsyncConnectionPool[ACT]):
-    """An async pool that opens a connection per request: psycopg_pool's API."""
+    """A pool that opens a connection per request: psycopg_pool's API."""
 
     _null = True
 
-    __init__ = null_pool_init(AsyncConnectionPool.__init__)
-
-    async def _got(self, got: Any, deadline: float) -> Any:
-        if not isinstance(got, _core.Ticket):
-            return got
-        # Spare capacity: this request opens its own connection.
-        t0 = monotonic()
-        try:
-            conn = await self._connect(timeout=deadline - t0)
-        except BaseException as ex:
-            raise self._caller_connect_failed(got, ex) from None
-        if not self._core.connected_to_caller(got, conn, monotonic() - t0):
-            await close_quietly_async(conn)
-            raise PoolClosed(f"the pool {self.name!r} is already closed")
-        return conn
-
-    async def wait(self, timeout: float = 30.0) -> None:
-        """Open (and close) one connection to prove the server is reachable.
-
-        Close the pool and raise PoolTimeout if that fails for *timeout*
-        seconds.
-        """
-        timeout = _config.seconds("timeout", timeout)
-        self._check_open_getconn()
-        deadline = monotonic() + timeout
-        delay = 0.05
-        while True:
-            try:
-                conn = await self._connect(timeout=deadline - monotonic())
-            except Exception as ex:
-                last = self._describe(ex)
-                left = deadline - monotonic()
-                if left <= 0:
-                    await self.close()
-                    raise self._init_timeout(timeout, last) from None
-                await asyncio.sleep(min(delay, left))
-                delay = min(delay * 2, 1.0)
-            else:
-                await close_quietly_async(conn)
-                return
+    if not TYPE_CHECKING:
+        # To type checkers the parent's (generic) __init__; at run time the
+        # same with min_size defaulting to 0.
+        __init__ = null_pool_init(AsyncConnectionPool.__init__)
 
     async def check(self) -> None:
         """Nothing to check: the pool keeps no connections."""

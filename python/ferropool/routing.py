@@ -1,7 +1,10 @@
+# Generated from routing_async.py by tools/async_to_sync.py: do not edit.
+# Change the async source and run `python tools/async_to_sync.py`.
 """Read/write routing: one writer and read replicas behind one pool.
 
-`RoutingPool` holds a ferropool `ConnectionPool` per server (and
-`AsyncRoutingPool` an `AsyncConnectionPool`): the writer (the primary) and
+A routing pool holds a ferropool pool per server (`RoutingPool`
+`ConnectionPool`s, and the generated sync twin `ConnectionPool`s): the
+writer (the primary) and
 each reader (a streaming standby, a replica behind a load
 balancer, or a PgBouncer in front of one). ``connection()`` borrows from the
 writer; ``connection(readonly=True)`` from the next healthy reader, round
@@ -37,7 +40,9 @@ fail (a black-holed host) is only found down once an attempt fails: give
 readers a libpq ``connect_timeout``.
 
 This module must never hold a lock while waiting for a connection, nor let a
-reader's failure fail a read that another member can serve.
+reader's failure fail a read that another member can serve. It reads its
+members' health through their runners (ferropool.runner.registry), never
+their private state.
 """
 
 from __future__ import annotations
@@ -45,30 +50,30 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import monotonic
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import psycopg
 from typing_extensions import Self
 
-from . import _config
+from .context import ConnectionContext, end_block
 from .errors import PoolTimeout
 from .pgbouncer import PGBOUNCER_TRANSACTION, POSTGRESQL, transaction_safe
-from .pool import ConnectionPool, _ConnectionContext
-from .pool_async import AsyncConnectionPool, _AsyncConnectionContext
+from .pool import ConnectionPool
+from .runner import checks, registry
+from .runner.base import RunnerBase
+from .runner.runner import Runner
 
-__all__ = ["AsyncRoutingPool", "RoutingPool", "RoutingStats"]
+__all__ = ["RoutingPool", "RoutingStats"]
 
 logger = logging.getLogger("ferropool")
 
 _names = itertools.count(1)
 
 
-def read_only_configure(
-    server: str, configure: Callable[[Any], None] | None
-) -> Callable[[Any], None]:
+def reader_configure(server: str, configure: Callable[[Any], None] | None) -> Callable[[Any], None]:
     """A configure callback making a reader's sessions read-only, then
     running the user's *configure*."""
 
@@ -89,25 +94,6 @@ def read_only_configure(
     return configure_reader
 
 
-def read_only_configure_async(
-    server: str, configure: Callable[[Any], Awaitable[None]] | None
-) -> Callable[[Any], Awaitable[None]]:
-    """`read_only_configure` for async connections."""
-
-    async def configure_reader(conn: Any) -> None:
-        if server != PGBOUNCER_TRANSACTION:
-            await conn.execute("SET default_transaction_read_only = on")
-            if not conn.autocommit:
-                await conn.commit()
-        await conn.set_read_only(True)
-        if configure is not None:
-            await configure(conn)
-
-    if configure is None:
-        transaction_safe(configure_reader)
-    return configure_reader
-
-
 class RoutingStats(TypedDict):
     """`RoutingPool.get_stats()`: each member's pool stats, and routing's."""
 
@@ -118,10 +104,11 @@ class RoutingStats(TypedDict):
 class _Reader:
     """A reader pool and its health."""
 
-    __slots__ = ("down", "marked_down", "pool", "reads", "retry_at")
+    __slots__ = ("down", "marked_down", "pool", "reads", "retry_at", "runner")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
+        self.runner: RunnerBase[Any] = registry.runner_of(pool)
         self.down = False
         self.retry_at = 0.0
         self.reads = 0
@@ -129,24 +116,18 @@ class _Reader:
 
     def failing(self) -> bool:
         """The pool's last connection attempt failed and it has nothing idle."""
-        core = self.pool._core
-        return core.last_connect_error is not None and core.available == 0
+        return self.runner.last_connect_error is not None and self.runner.idle == 0
 
     def recovered(self) -> bool:
         """The pool's last connection attempt succeeded (the core clears the
         error then) and it has a connection idle. After a server went away
         the pool retired every connection opened before, so an idle one was
         opened since."""
-        core = self.pool._core
-        return core.last_connect_error is None and core.available > 0
+        return self.runner.last_connect_error is None and self.runner.idle > 0
 
 
 class _Routing:
-    """What the sync and async routing pools share: members, health, stats.
-    Nothing here waits or does I/O."""
-
-    _pool_class: Any
-    _reader_configure: Any
+    """Members, health and stats: nothing here waits or does I/O."""
 
     def __init__(
         self,
@@ -159,8 +140,8 @@ class _Routing:
         name: str | None,
         options: dict[str, Any],
     ) -> None:
-        self.reader_timeout = _config.seconds("reader_timeout", reader_timeout, positive=True)
-        self.reader_retry = _config.seconds("reader_retry", reader_retry, positive=True)
+        self.reader_timeout = checks.seconds("reader_timeout", reader_timeout, positive=True)
+        self.reader_retry = checks.seconds("reader_retry", reader_retry, positive=True)
         if isinstance(readers, (str, bytes)) or not isinstance(readers, Sequence):
             raise TypeError(f"readers must be a list of conninfo strings, got {readers!r:.40}")
         for key in ("open", "name"):
@@ -168,8 +149,10 @@ class _Routing:
                 raise TypeError(
                     f"{key} is a {type(self).__name__} argument, not a member pool option"
                 )
-        self.name: str = _config.name(name) or f"routing-{next(_names)}"
-        self.writer = self._pool_class(writer, name=f"{self.name}-writer", open=False, **options)
+        self.name: str = checks.name(name) or f"routing-{next(_names)}"
+        self.writer: ConnectionPool[Any] = ConnectionPool(
+            writer, name=f"{self.name}-writer", open=False, **options
+        )
         self.timeout: float = self.writer.timeout
         opts = {**options, **(reader_options or {})}
         # Readers poll their socket at every checkout (one non-blocking
@@ -178,9 +161,9 @@ class _Routing:
         # it closed, instead of being lent it and failing.
         opts.setdefault("liveness_bypass", 0.0)
         server = opts.get("server", POSTGRESQL)
-        opts["configure"] = type(self)._reader_configure(server, opts.get("configure"))
+        opts["configure"] = reader_configure(server, opts.get("configure"))
         self._readers = [
-            _Reader(self._pool_class(r, name=f"{self.name}-reader-{i}", open=False, **opts))
+            _Reader(ConnectionPool(r, name=f"{self.name}-reader-{i}", open=False, **opts))
             for i, r in enumerate(readers)
         ]
         self._next = itertools.count()
@@ -198,7 +181,7 @@ class _Routing:
     # ---- choosing ------------------------------------------------------------
 
     def _deadline(self, timeout: float | None) -> tuple[float, float]:
-        timeout = self.timeout if timeout is None else _config.seconds("timeout", timeout)
+        timeout = self.timeout if timeout is None else checks.seconds("timeout", timeout)
         return timeout, monotonic() + timeout
 
     def _candidates(self) -> Iterator[_Reader]:
@@ -232,7 +215,7 @@ class _Routing:
         """Update *reader*'s health from its pool's state; True if up."""
         if not reader.down:
             if reader.failing():
-                self._mark_down(reader, reader.pool._core.last_connect_error or "")
+                self._mark_down(reader, reader.runner.last_connect_error or "")
                 return False
             return True
         # Down: up again once its pool connected since it went down.
@@ -278,11 +261,11 @@ class _Routing:
 
     def _block_failed(self, reader: _Reader, conn: Any, exc: BaseException) -> None:
         """A block on *reader*'s connection raised *exc*: the server went away?"""
-        if reader.pool._is_failover(exc, conn) or conn.closed:
-            self._mark_down(reader, reader.pool._describe(exc))
+        if reader.runner.is_failover(exc, conn) or conn.closed:
+            self._mark_down(reader, reader.runner.describe(exc))
 
     def _member(self, conn: Any) -> Any:
-        lender = getattr(conn, "_pool", None)
+        lender = registry.runner_of(self.writer).driver.lender(conn)
         if lender is None or (
             lender is not self.writer and not any(lender is r.pool for r in self._readers)
         ):
@@ -331,14 +314,10 @@ class RoutingPool(_Routing):
 
     ``RoutingPool(writer, readers, **options)``: *writer* and each of
     *readers* is a conninfo string (or a callable returning one); *options*
-    are `ConnectionPool` options given to every member, *reader_options*
-    overrides some of them for the readers (e.g. their own ``server=``, or a
-    smaller ``min_size``). Open it with ``open=True``, `open()` or ``with``.
+    are `ConnectionPool` options given to every member, *reader_options* overrides some
+    of them for the readers (e.g. their own ``server=``, or a smaller
+    ``min_size``). Open it with ``pool.open()`` or ``with``.
     """
-
-    _pool_class = ConnectionPool
-    _reader_configure = staticmethod(read_only_configure)
-    writer: ConnectionPool[Any]
 
     def __init__(
         self,
@@ -352,7 +331,7 @@ class RoutingPool(_Routing):
         open: bool = False,
         **options: Any,
     ) -> None:
-        _config.flag("open", open)
+        checks.flag("open", open)
         super().__init__(
             writer,
             readers,
@@ -368,8 +347,6 @@ class RoutingPool(_Routing):
     @property
     def readers(self) -> tuple[ConnectionPool[Any], ...]:
         return tuple(r.pool for r in self._readers)
-
-    # ---- opening and closing ---------------------------------------------
 
     def open(self, wait: bool = False, timeout: float = 30.0) -> None:
         """Open every member. With *wait*, wait for the writer's min_size
@@ -404,23 +381,21 @@ class RoutingPool(_Routing):
     ) -> None:
         self.close()
 
-    # ---- borrowing --------------------------------------------------------
-
     def connection(
         self, timeout: float | None = None, *, readonly: bool = False
-    ) -> _ConnectionContext[Any] | _RoutedContext:
+    ) -> ConnectionContext[Any] | RoutedContext:
         """Lend a connection for a block: from the writer, or with
         *readonly* from a healthy reader (the writer if none is).
         Commits on success, rolls back on error, as `ConnectionPool`."""
         if not readonly:
             return self.writer.connection(timeout)
-        return _RoutedContext(self, timeout)
+        return RoutedContext(self, timeout)
 
     def getconn(self, timeout: float | None = None, *, readonly: bool = False) -> Any:
-        """Borrow a connection (see `connection`); give it back with `putconn`."""
+        """Borrow a connection; give it back with `putconn`."""
         if not readonly:
             return self.writer.getconn(timeout)
-        return self._getconn_read(timeout)[1]
+        return (self._getconn_read(timeout))[1]
 
     def putconn(self, conn: Any) -> None:
         """Give back a connection from `getconn`, to the member that lent it."""
@@ -456,38 +431,41 @@ class RoutingPool(_Routing):
                     return None
                 continue  # busy, and healthy: keep waiting for it
             except psycopg.OperationalError as ex:
-                self._mark_down(reader, pool._describe(ex))
+                self._mark_down(reader, reader.runner.describe(ex))
                 return None
             if reader.down:
                 self._mark_up(reader)
             return conn
 
     def check(self) -> None:
-        """Check every member's idle connections (`ConnectionPool.check`)."""
+        """Check every member's idle connections."""
         self.writer.check()
         for r in self._readers:
             r.pool.check()
 
 
-class _RoutedContext:
+class RoutedContext:
     """What ``RoutingPool.connection(readonly=True)`` returns."""
 
-    __slots__ = ("_ctx", "_pool", "_reader", "_timeout")
+    __slots__ = ("_conn", "_member", "_pool", "_reader", "_timeout")
 
     def __init__(self, pool: RoutingPool, timeout: float | None) -> None:
         self._pool = pool
         self._timeout = timeout
         self._reader: _Reader | None = None
-        self._ctx: _ConnectionContext[Any] | None = None
+        self._member: ConnectionPool[Any] | None = None
+        self._conn: Any = None
 
     def __enter__(self) -> Any:
+        if self._member is not None:
+            raise RuntimeError(
+                f"this connection() context of routing pool {self._pool.name!r} is already"
+                " in use: call pool.connection() for each block"
+            )
         reader, conn = self._pool._getconn_read(self._timeout)
         self._reader = reader
-        member = reader.pool if reader is not None else self._pool.writer
-        # The member's own block ending: commit or roll back, then return
-        # (or retire, if the server went away) the connection.
-        self._ctx = ctx = _ConnectionContext(member, None)
-        ctx._conn = conn
+        self._member = reader.pool if reader is not None else self._pool.writer
+        self._conn = conn
         return conn
 
     def __exit__(
@@ -496,164 +474,11 @@ class _RoutedContext:
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
-        ctx, self._ctx = self._ctx, None
-        assert ctx is not None
+        member, conn, self._member, self._conn = self._member, self._conn, None, None
+        assert member is not None
         if exc_val is not None and self._reader is not None:
-            self._pool._block_failed(self._reader, ctx._conn, exc_val)
-        ctx.__exit__(exc_type, exc_val, exc_tb)
-
-
-class AsyncRoutingPool(_Routing):
-    """`RoutingPool` for asyncio, over `AsyncConnectionPool` members.
-
-    Open it with ``await pool.open()`` or ``async with``; *options* are
-    `AsyncConnectionPool` options, so ``configure`` is a coroutine function.
-    """
-
-    _pool_class = AsyncConnectionPool
-    _reader_configure = staticmethod(read_only_configure_async)
-    writer: AsyncConnectionPool[Any]
-
-    def __init__(
-        self,
-        writer: str | Callable[[], str],
-        readers: Sequence[str | Callable[[], str]] = (),
-        *,
-        reader_timeout: float = 0.25,
-        reader_retry: float = 5.0,
-        reader_options: Mapping[str, Any] | None = None,
-        name: str | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            writer,
-            readers,
-            reader_timeout=reader_timeout,
-            reader_retry=reader_retry,
-            reader_options=reader_options,
-            name=name,
-            options=options,
-        )
-
-    @property
-    def readers(self) -> tuple[AsyncConnectionPool[Any], ...]:
-        return tuple(r.pool for r in self._readers)
-
-    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
-        """Open every member; see `RoutingPool.open`."""
-        await self.writer.open()
-        for r in self._readers:
-            await r.pool.open()
-        if wait:
-            try:
-                await self.writer.wait(timeout)
-            except BaseException:
-                await self.close()
-                raise
-
-    async def close(self, timeout: float = 5.0) -> None:
-        """Close every member."""
-        await self.writer.close(timeout)
-        for r in self._readers:
-            await r.pool.close(timeout)
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def connection(
-        self, timeout: float | None = None, *, readonly: bool = False
-    ) -> _AsyncConnectionContext[Any] | _AsyncRoutedContext:
-        """Lend a connection for an ``async with`` block; see `RoutingPool.connection`."""
-        if not readonly:
-            return self.writer.connection(timeout)
-        return _AsyncRoutedContext(self, timeout)
-
-    async def getconn(self, timeout: float | None = None, *, readonly: bool = False) -> Any:
-        """Borrow a connection; give it back with `putconn`."""
-        if not readonly:
-            return await self.writer.getconn(timeout)
-        return (await self._getconn_read(timeout))[1]
-
-    async def putconn(self, conn: Any) -> None:
-        """Give back a connection from `getconn`, to the member that lent it."""
-        await self._member(conn).putconn(conn)
-
-    async def _getconn_read(self, timeout: float | None) -> tuple[_Reader | None, Any]:
-        timeout, deadline = self._deadline(timeout)
-        for reader in self._candidates():
-            conn = await self._try_reader(reader, deadline)
-            if conn is not None:
-                self._served(reader)
-                return reader, conn
-        left = deadline - monotonic()
-        if left <= 0:
-            raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
-        conn = await self.writer.getconn(left)
-        self._served(None)
-        return None, conn
-
-    async def _try_reader(self, reader: _Reader, deadline: float) -> Any:
-        pool = reader.pool
-        while True:
-            left = deadline - monotonic()
-            if left <= 0:
-                raise PoolTimeout(f"couldn't get a connection from {pool.name!r} in time")
-            try:
-                conn = await pool.getconn(min(self.reader_timeout, left))
-            except PoolTimeout as ex:
-                if self._timed_out(reader, ex):
-                    return None
-                continue
-            except psycopg.OperationalError as ex:
-                self._mark_down(reader, pool._describe(ex))
-                return None
-            if reader.down:
-                self._mark_up(reader)
-            return conn
-
-    async def check(self) -> None:
-        """Check every member's idle connections."""
-        await self.writer.check()
-        for r in self._readers:
-            await r.pool.check()
-
-
-class _AsyncRoutedContext:
-    """What ``AsyncRoutingPool.connection(readonly=True)`` returns."""
-
-    __slots__ = ("_ctx", "_pool", "_reader", "_timeout")
-
-    def __init__(self, pool: AsyncRoutingPool, timeout: float | None) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._reader: _Reader | None = None
-        self._ctx: _AsyncConnectionContext[Any] | None = None
-
-    async def __aenter__(self) -> Any:
-        reader, conn = await self._pool._getconn_read(self._timeout)
-        self._reader = reader
-        member = reader.pool if reader is not None else self._pool.writer
-        self._ctx = ctx = _AsyncConnectionContext(member, None)
-        ctx._conn = conn
-        return conn
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        ctx, self._ctx = self._ctx, None
-        assert ctx is not None
-        if exc_val is not None and self._reader is not None:
-            self._pool._block_failed(self._reader, ctx._conn, exc_val)
-        await ctx.__aexit__(exc_type, exc_val, exc_tb)
+            self._pool._block_failed(self._reader, conn, exc_val)
+        # The member's own block ending: commit or roll back, then return
+        # (or retire, if the server went away) the connection.
+        runner = cast("Runner[Any]", registry.runner_of(member))
+        end_block(member, runner, conn, exc_val)

@@ -16,8 +16,8 @@ connection T seconds keeps R x T connections busy on average.
 the rules (pure, no I/O), `size_fleet` does both; ``python -m ferropool
 sizing`` prints the result. A pool's ``budget_share=`` option sizes it, when
 it opens, as a share of the server's budget (like RDS Proxy's
-MaxConnectionsPercent): `share_size`. Nothing here may put a password in a
-message or leave a connection open.
+MaxConnectionsPercent): `share_size` says how much, the pool applies it.
+Nothing here may put a password in a message or leave a connection open.
 """
 
 from __future__ import annotations
@@ -25,14 +25,9 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
-
-if TYPE_CHECKING:
-    from ._base import BasePool
-    from .pool import ConnectionPool
-    from .pool_async import AsyncConnectionPool
 
 __all__ = [
     "ServerBudget",
@@ -361,72 +356,3 @@ def budget_share_option(value: object, *, server: str) -> float | None:
             " PgBouncer's (max_client_conn, and pool_size in session mode); give max_size"
         )
     return share
-
-
-def _budget_params(conninfo: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A pool's resolved connect parameters for the one-off budget query:
-    without the options that shape a pool's connections."""
-    for key in ("prepare_threshold", "row_factory", "cursor_factory", "context", "autocommit"):
-        kwargs.pop(key, None)
-    return conninfo, kwargs
-
-
-def _apply_share(pool: BasePool, budget: ServerBudget | None, error: str | None) -> None:
-    """Resize the (not yet open) pool's core to its share of *budget*."""
-    share = pool.budget_share
-    assert share is not None
-    pool._budget_pending = False
-    cap = pool.max_size
-    if budget is None:
-        logger.warning(
-            "pool %r: budget_share=%s: couldn't read the server's budget (%s); keeping max_size=%s",
-            pool.name,
-            share,
-            error,
-            cap if cap or not pool._null else "unbounded",
-        )
-        return
-    size = share_size(budget, share)
-    if pool._budget_cap is not None:
-        size = min(size, pool._budget_cap)
-    min_size = min(pool.min_size, size)
-    pool._core.resize(min_size, size)
-    pool._core_args["min_size"] = min_size
-    pool._core_args["max_size"] = size
-    logger.info(
-        "pool %r: budget_share=%s of %s usable connections: max_size=%s",
-        pool.name,
-        share,
-        budget.usable,
-        size,
-    )
-
-
-def resolve_share(pool: ConnectionPool[Any]) -> None:
-    """budget_share, sync pools: read the budget with a one-off connection
-    and resize the pool before it opens. A failure is logged and the pool
-    keeps its constructor's size."""
-    if not pool._budget_pending:
-        return
-    try:
-        conninfo, args = _budget_params(*pool._resolve_params())
-        budget = fetch_budget(conninfo, **args)
-    except Exception as ex:
-        _apply_share(pool, None, pool._describe(ex))
-    else:
-        _apply_share(pool, budget, None)
-
-
-async def aresolve_share(pool: AsyncConnectionPool[Any]) -> None:
-    """`resolve_share` for the async pools, on their loop."""
-    if not pool._budget_pending:
-        return
-    try:
-        conninfo, args = _budget_params(*await pool._resolve_params())
-        args["connect_timeout"] = CONNECT_TIMEOUT
-        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True, **args) as conn:
-            budget = await aread_budget(conn)
-    except Exception as ex:
-        _apply_share(pool, None, pool._describe(ex))
-    else:
-        _apply_share(pool, budget, None)

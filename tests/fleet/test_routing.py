@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import errors as e
 
-from ferropool.routing import AsyncRoutingPool, RoutingPool
+from ferropool import AsyncRoutingPool, RoutingPool
 from tests.fixtures.fleet import ReplicaSet
 from tests.fixtures.helpers import DEADLINE, Threads, wait_until
 

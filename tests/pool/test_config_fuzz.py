@@ -93,9 +93,9 @@ def size(*, none_ok: bool = False) -> Strategy:
     )
 
 
-def count(minimum: int, maximum: int) -> Strategy:
+def count(minimum: int, maximum: int, *, none_ok: bool = False) -> Strategy:
     return st.one_of(
-        not_an_int(none_ok=False),
+        not_an_int(none_ok=none_ok),
         st.integers(max_value=minimum - 1),
         st.integers(min_value=maximum + 1, max_value=maximum * 2**70),
     )
@@ -164,7 +164,8 @@ CONSTRUCTOR: dict[str, ParamCase] = {
     "tcp_keepalives": ("tcp_keepalives", lambda _: flag()),
     "leak_timeout": ("leak_timeout", lambda _: seconds(none_ok=True, zero_ok=False)),
     "max_uses": ("max_uses", lambda _: count(0, 2**62)),
-    "max_connecting": ("max_connecting", lambda _: count(1, 1024)),
+    # None: as many connects at once as num_workers.
+    "max_connecting": ("max_connecting", lambda _: count(1, 1024, none_ok=True)),
     "expect_primary": ("expect_primary", lambda _: flag()),
     "on_connect": ("on_connect", lambda _: NOT_CALLABLE),
     "on_checkout": ("on_checkout", lambda _: NOT_CALLABLE),

@@ -1,14 +1,16 @@
 """A ferropool for any DB-API 2 driver: ``Pool(connect=...)``.
 
 ``connect`` is any callable returning a DB-API connection (psycopg2,
-pg8000, PyMySQL, sqlite3, ...); the Rust core lends and counts the
-connections, ferropool's worker threads open, ping and close them. The
-API follows ferropool's ConnectionPool (psycopg_pool's): ``connection()``,
+pg8000, PyMySQL, sqlite3, ...). The pool is the same runner as
+ConnectionPool's (ferropool.runner) over a DB-API driver, so it has every
+safety feature ConnectionPool has: liveness checks at checkout, keepalive
+pings, failover drain, leak reports, pause, lifetimes, fork safety, stats.
+The API follows ConnectionPool (psycopg_pool's): ``connection()``,
 ``getconn()``/``putconn()``, ``open()``/``wait()``/``close()``,
-``get_stats()``.
+``resize()``, ``check()``, ``drain()``, ``get_stats()``.
 
 What differs between drivers is how the pool learns whether a returned
-connection is in a transaction (see ``_drivers``): where the driver keeps
+connection is in a transaction (see ``drivers``): where the driver keeps
 that state in memory (psycopg2, psycopg, pg8000, sqlite3) an idle
 connection goes back at no cost; where it does not (PyMySQL, unknown
 drivers) every return rolls back, one round trip, unless
@@ -24,15 +26,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Generic
+from typing import Any, Generic, TypeVar
 
 from typing_extensions import Self
 
-from .. import _config
-from ._drivers import Driver, Status, detect
-from ._pool import C, CorePool, logger
+from ..base import PoolBase
+from ..context import ConnectionContext
+from ..runner import checks
+from ..runner import settings as defaults
+from ..runner.runner import Runner
+from ..runner.settings import Settings
+from ..runner.status import Status
+from .drivers import DbapiDriver, Profile, detect, resolve
 
 __all__ = ["Pool", "ping"]
+
+C = TypeVar("C")
 
 
 def ping(conn: Any) -> None:
@@ -44,7 +53,7 @@ def ping(conn: Any) -> None:
     detect(conn).ping(conn)
 
 
-class Pool(CorePool[C]):
+class Pool(PoolBase, Generic[C]):
     """A pool of connections opened by ``connect()``, on ferropool's core.
 
     ``min_size`` connections are kept open (opened in the background when
@@ -54,80 +63,109 @@ class Pool(CorePool[C]):
     in a transaction, then ``reset`` runs; a broken one is replaced.
     """
 
+    _runner: Runner[C]
+    # Names of unnamed pools: f"{_name_prefix}-{n}".
+    _name_prefix = "dbapi"
+
     def __init__(
         self,
         connect: Callable[[], C],
         *,
-        min_size: int = 4,
+        min_size: int = defaults.MIN_SIZE,
         max_size: int | None = None,
-        timeout: float = 30.0,
+        timeout: float = defaults.TIMEOUT,
         open: bool = True,
         name: str | None = None,
-        driver: str | Driver | None = None,
+        driver: str | Profile | None = None,
         configure: Callable[[C], object] | None = None,
         check: Callable[[C], object] | None = None,
         reset: Callable[[C], object] | None = None,
         rollback_on_return: bool = True,
-        max_waiting: int = 0,
-        max_lifetime: float = 60 * 60.0,
-        max_idle: float = 10 * 60.0,
-        reconnect_timeout: float = 5 * 60.0,
+        max_waiting: int = defaults.MAX_WAITING,
+        max_lifetime: float = defaults.MAX_LIFETIME,
+        max_idle: float = defaults.MAX_IDLE,
+        reconnect_timeout: float = defaults.RECONNECT_TIMEOUT,
         reconnect_failed: Callable[[Pool[C]], object] | None = None,
-        num_workers: int = 3,
-        liveness_bypass: float | None = 0.5,
-        keepalive_interval: float | None = 60.0,
-        max_uses: int = 0,
+        num_workers: int = defaults.NUM_WORKERS,
+        liveness_bypass: float | None = defaults.LIVENESS_BYPASS,
+        keepalive_interval: float | None = defaults.KEEPALIVE_INTERVAL,
+        leak_timeout: float | None = None,
+        max_uses: int = defaults.MAX_USES,
+        max_connecting: int | None = None,
+        expect_primary: bool = False,
+        on_connect: Callable[[C], object] | None = None,
+        on_checkout: Callable[[C], object] | None = None,
+        on_checkin: Callable[[C], object] | None = None,
         on_close: Callable[[C, str], object] | None = None,
+        on_error: Callable[[BaseException, C | None], object] | None = None,
+        secrets: list[str] | None = None,
     ) -> None:
-        _config.flag("open", open)
-        super().__init__(
-            connect,
+        """*secrets*: passwords that messages about connecting must never
+        show (the pool cannot see inside ``connect``)."""
+        checks.flag("open", open)
+        settings = Settings.build(
+            name=defaults.pool_name(name, self._name_prefix),
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            name=name,
-            driver=driver,
-            configure=configure,
-            check=check,
-            reset=reset,
-            rollback_on_return=rollback_on_return,
             max_waiting=max_waiting,
             max_lifetime=max_lifetime,
             max_idle=max_idle,
             reconnect_timeout=reconnect_timeout,
-            reconnect_failed=reconnect_failed,
             num_workers=num_workers,
+            max_connecting=max_connecting,
+            max_uses=max_uses,
             liveness_bypass=liveness_bypass,
             keepalive_interval=keepalive_interval,
-            max_uses=max_uses,
-            on_close=on_close,
+            leak_timeout=leak_timeout,
+            configure=configure,
+            check=check,
+            # A callback only: "discard" (DISCARD ALL) is PostgreSQL's.
+            reset=checks.callback("reset", reset),
+            reconnect_failed=reconnect_failed,
+            expect_primary=expect_primary,
+            hooks={
+                "on_connect": on_connect,
+                "on_checkout": on_checkout,
+                "on_checkin": on_checkin,
+                "on_close": on_close,
+                "on_error": on_error,
+            },
         )
+        self.rollback_on_return = checks.flag("rollback_on_return", rollback_on_return)
+        self._driver: DbapiDriver[C] = DbapiDriver(connect, resolve(driver), secrets or [])
+        self._attach(Runner(settings, self._driver, self))
         if open:
-            self._open()
+            self._runner.open()
 
-    # ---- opening and closing -------------------------------------------------
+    @property
+    def driver(self) -> Profile | None:
+        """The driver profile in use (None until the first connection)."""
+        return self._driver.profile
 
-    def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+    # ---- opening and closing ----------------------------------------------------
+
+    def open(self, wait: bool = False, timeout: float = defaults.OPEN_TIMEOUT) -> None:
         """Open the pool: start the workers, which fill it to min_size.
 
         With *wait*, block until min_size connections are ready. Opening an
         open pool does nothing; a closed pool cannot be reopened.
         """
-        _config.flag("wait", wait)
-        timeout = _config.seconds("timeout", timeout)
-        self._open()
+        checks.flag("wait", wait)
+        timeout = checks.seconds("timeout", timeout)
+        self._runner.open()
         if wait:
             self.wait(timeout)
 
-    def wait(self, timeout: float = 30.0) -> None:
+    def wait(self, timeout: float = defaults.OPEN_TIMEOUT) -> None:
         """Wait until min_size connections are ready; close the pool and
         raise PoolTimeout (naming the last connection error) if not."""
-        self._wait_ready(timeout)
+        self._runner.wait(checks.seconds("timeout", timeout))
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = defaults.CLOSE_TIMEOUT) -> None:
         """Close the pool: idle connections now, lent ones when returned.
         Waits up to *timeout* seconds for the workers to stop."""
-        self._shutdown(_config.seconds("timeout", timeout))
+        self._runner.close(checks.seconds("timeout", timeout))
 
     def __enter__(self) -> Self:
         self.open()
@@ -141,9 +179,9 @@ class Pool(CorePool[C]):
     ) -> None:
         self.close()
 
-    # ---- borrowing -------------------------------------------------------------
+    # ---- borrowing -----------------------------------------------------------------
 
-    def connection(self, timeout: float | None = None) -> _Lease[C]:
+    def connection(self, timeout: float | None = None) -> ConnectionContext[C]:
         """Lend a connection for a ``with`` block.
 
         On a normal exit the transaction is committed, on an exception it is
@@ -151,11 +189,17 @@ class Pool(CorePool[C]):
         back to the pool. Waits up to *timeout* (or ``self.timeout``)
         seconds for a connection (PoolTimeout).
         """
-        return _Lease(self, timeout)
+        return ConnectionContext(self, self._runner, timeout)
 
     def getconn(self, timeout: float | None = None) -> C:
         """Borrow a connection; give it back with `putconn()`."""
-        return self._getconn(timeout)
+        if timeout is not None:
+            timeout = checks.seconds("timeout", timeout)
+        runner = self._runner
+        conn: C | None = runner.core.checkout()
+        if conn is None or runner.slow_checkout:
+            return runner.getconn(conn, timeout)
+        return conn
 
     def putconn(self, conn: C, close: bool = False) -> None:
         """Give back a connection borrowed with `getconn()`.
@@ -165,56 +209,30 @@ class Pool(CorePool[C]):
         it is broken, it is closed and replaced instead (returns_bad).
         ValueError if this pool did not lend it.
         """
+        runner = self._runner
         if close:
-            self._discard(conn, returned=True)
+            runner.discard(conn)
+        elif runner.fast_checkin and self._driver.status(conn) == Status.IDLE:
+            runner.checkin(conn)
         else:
-            self._putconn(conn)
+            runner.putconn(conn, rollback_unknown=self.rollback_on_return)
 
+    # ---- maintenance -------------------------------------------------------------
 
-class _Lease(Generic[C]):
-    """What `Pool.connection()` returns: a connection lent for a block."""
+    def resize(self, min_size: int, max_size: int | None = None) -> None:
+        """Change the pool's sizes at runtime."""
+        self._runner.resize(*checks.sizes(min_size, max_size))
 
-    __slots__ = ("_conn", "_pool", "_timeout")
+    def check(self) -> None:
+        """Ping every idle connection now; replace those that fail."""
+        self._runner.check(self._driver.ping)
 
-    def __init__(self, pool: Pool[C], timeout: float | None) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._conn: C | None = None
+    def drain(self) -> None:
+        """Replace every connection: idle ones now, lent ones when returned."""
+        self._runner.drain()
 
-    def __enter__(self) -> C:
-        self._conn = conn = self._pool.getconn(self._timeout)
-        return conn
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        conn = self._conn
-        assert conn is not None
-        self._conn = None
-        pool = self._pool
-        driver = pool._driver_of(conn)
-        status = driver.status(conn)
-        if status not in (Status.INTRANS, Status.UNKNOWN):
-            pool._putconn(conn)
-            return
-        # The transaction ends here, so the return need not roll back
-        # again (a round trip saved on drivers that cannot tell).
-        ended = False
-        try:
-            if exc_type is None:
-                conn.commit()  # type: ignore[attr-defined]
-            else:
-                try:
-                    driver.rollback(conn)
-                except Exception as ex:
-                    logger.warning("error ignored in rollback: %s", ex.__class__.__name__)
-                    return
-            ended = True
-        finally:
-            if ended:
-                pool._putconn(conn, rollback=False)
-            else:
-                pool._putconn(conn)
+    def reconnect_failed(self) -> None:
+        """Called when connection attempts failed for reconnect_timeout."""
+        callback = self._runner.settings.reconnect_failed
+        if callback is not None:
+            callback(self)

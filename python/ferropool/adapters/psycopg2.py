@@ -46,25 +46,29 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import psycopg2
 from psycopg2.extensions import TRANSACTION_STATUS_IDLE as _IDLE
 from psycopg2.extensions import connection as Psycopg2Connection
 from psycopg2.pool import PoolError
 
-from .._secrets import secrets_of
+from ..base import PoolBase
 from ..errors import PoolClosed, PoolTimeout, TooManyRequests
-from ._drivers import PSYCOPG2
-from ._pool import CorePool
+from ..runner import checks, fork
+from ..runner import settings as defaults
+from ..runner.runner import Runner
+from ..runner.secrets import secrets_of
+from ..runner.settings import Settings
+from .drivers import PSYCOPG2, DbapiDriver
 
 __all__ = ["AbstractConnectionPool", "PoolError", "SimpleConnectionPool", "ThreadedConnectionPool"]
 
 
-class AbstractConnectionPool(CorePool[Psycopg2Connection]):
-    """psycopg2's keyed pool API on ferropool's core."""
+class AbstractConnectionPool(PoolBase):
+    """psycopg2's keyed pool API on ferropool's runner."""
 
-    _name_prefix = "psycopg2"
+    _runner: Runner[Psycopg2Connection]
 
     def __init__(
         self,
@@ -89,30 +93,17 @@ class AbstractConnectionPool(CorePool[Psycopg2Connection]):
         self._args = args
         self._kwargs = kwargs
         dsn = args[0] if args and isinstance(args[0], str) else kwargs.get("dsn") or ""
-        super().__init__(
-            self._connect_psycopg2,
+        settings = Settings.build(
+            name=defaults.pool_name(pool_name, "psycopg2"),
             min_size=self.minconn,
             max_size=self.maxconn,
             timeout=pool_timeout,
-            name=pool_name,
-            driver=PSYCOPG2,
-            configure=None,
-            check=pool_check,
-            reset=None,
-            rollback_on_return=True,
-            max_waiting=0,
             max_lifetime=pool_max_lifetime,
             max_idle=pool_max_idle,
-            reconnect_timeout=5 * 60.0,
-            reconnect_failed=None,
             num_workers=pool_num_workers,
-            liveness_bypass=0.5,
-            keepalive_interval=60.0,
-            max_uses=0,
-            on_close=None,
-            secrets=secrets_of(dsn if isinstance(dsn, str) else "", kwargs),
+            check=pool_check,
         )
-        self._connect_timeout = float(pool_connect_timeout)
+        self._connect_timeout = checks.seconds("pool_connect_timeout", pool_connect_timeout)
         # Keyed leases, as psycopg2 keeps them: key -> connection, and
         # id(connection) -> key. Unkeyed requests get a fresh key.
         self._used: dict[Any, Psycopg2Connection] = {}
@@ -120,7 +111,16 @@ class AbstractConnectionPool(CorePool[Psycopg2Connection]):
         self._keys = itertools.count(1)
         self._keys_lock = threading.Lock()
         self._closed = False
-        self._open(fill=True)
+        driver = DbapiDriver(
+            self._connect_psycopg2,
+            PSYCOPG2,
+            secrets_of(dsn if isinstance(dsn, str) else "", kwargs),
+        )
+        self._attach(Runner(settings, driver, self))
+        fork.register(self)
+        # psycopg2's pools connect minconn connections in their constructor
+        # and raise the driver's error there.
+        self._runner.open_filled()
 
     def _connect_psycopg2(self) -> Psycopg2Connection:
         conn: Psycopg2Connection = psycopg2.connect(*self._args, **self._kwargs)
@@ -144,8 +144,9 @@ class AbstractConnectionPool(CorePool[Psycopg2Connection]):
             conn = self._used.get(key)
             if conn is not None:
                 return conn
-        conn = self._core.checkout()
-        if conn is None or self._check is not None:
+        runner = self._runner
+        conn = runner.core.checkout()
+        if conn is None or runner.slow_checkout:
             conn = self._getconn_slow(conn, timeout)
         if key is None:
             key = next(self._keys)
@@ -155,7 +156,7 @@ class AbstractConnectionPool(CorePool[Psycopg2Connection]):
                 if other is not None:
                     # Another thread took a connection for the same key
                     # meanwhile: the key shares that one, as in psycopg2.
-                    self._putconn(conn)
+                    self._runner.putconn(conn)
                     return other
                 self._used[key] = conn
                 self._rused[id(conn)] = key
@@ -174,19 +175,14 @@ class AbstractConnectionPool(CorePool[Psycopg2Connection]):
         elif conn is None and wait <= 0:
             raise PoolError("connection pool exhausted")
         try:
-            return self._getconn(wait) if conn is None else self._checked(conn, wait)
+            return self._runner.getconn(conn, wait)
         except PoolClosed:
             raise PoolError("connection pool is closed") from None
         except (PoolTimeout, TooManyRequests) as ex:
-            last = self._core.last_connect_error
+            last = self._runner.last_connect_error
             if last and not exhausted:
                 raise psycopg2.OperationalError(last) from None
             raise PoolError(f"connection pool exhausted: {ex}") from None
-
-    def _checked(self, conn: Any, wait: float) -> Psycopg2Connection:
-        if self._passes_check(conn):
-            return cast("Psycopg2Connection", conn)
-        return self._getconn(wait)
 
     def putconn(
         self, conn: Psycopg2Connection | None = None, key: Any = None, close: bool = False
@@ -208,13 +204,14 @@ class AbstractConnectionPool(CorePool[Psycopg2Connection]):
         # need no lock: only keyed getconn's look-then-assign does.
         self._used.pop(key, None)
         self._rused.pop(id(conn), None)
+        runner = self._runner
         if close:
-            self._discard(conn, returned=True)
-        elif not conn.closed and conn.get_transaction_status() == _IDLE:
+            runner.discard(conn)
+        elif runner.fast_checkin and not conn.closed and conn.get_transaction_status() == _IDLE:
             # The common case, in one call into the core.
-            self._checkin(conn)
+            runner.checkin(conn)
         else:
-            self._putconn(conn)
+            runner.putconn(conn)
 
     def closeall(self) -> None:
         """Close all connections, even those in use (psycopg2's semantics:
@@ -223,11 +220,12 @@ class AbstractConnectionPool(CorePool[Psycopg2Connection]):
             raise PoolError("connection pool is closed")
         self._closed = True
         in_use = list(self._used.values())
-        self._shutdown(5.0)
+        self._runner.close(defaults.CLOSE_TIMEOUT)
         for conn in in_use:
-            self._close_quietly(conn)
+            self._runner.driver.close(conn)
 
-    def _forget_leases(self) -> None:
+    def after_fork_in_child(self, devnull: int) -> None:
+        """In a child process: the keys name the parent's connections."""
         self._used = {}
         self._rused = {}
         self._keys_lock = threading.Lock()

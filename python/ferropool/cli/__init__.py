@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from .._secrets import scrub
+from ..runner.secrets import scrub
 from . import bench, sizing
 from .errors import CliError
 

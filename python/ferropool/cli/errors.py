@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .._secrets import scrub
+from ..runner.secrets import scrub
 
 __all__ = ["CliError", "safe_message"]
 

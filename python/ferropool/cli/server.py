@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from .._secrets import MASK, scrub, secrets_of
+from ..runner.secrets import MASK, scrub, secrets_of
 from ..sizing import read_budget
 from .errors import CliError, safe_message
 

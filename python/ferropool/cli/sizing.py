@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from .._secrets import secrets_of
+from ..runner.secrets import secrets_of
 from ..sizing import (
     CONNECT_TIMEOUT,
     DEFAULT_HEADROOM,

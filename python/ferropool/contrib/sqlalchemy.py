@@ -228,7 +228,7 @@ class FerroPool(Pool):
             # Invalidated (already discarded from ferropool) or detached
             # (discarded when the detached connection is closed).
             return
-        self.ferropool._putconn(conn, rollback=False)
+        self.ferropool.putconn(conn)
 
     def _close_connection(self, connection: DBAPIConnection, *, terminate: bool = False) -> None:
         try:

@@ -29,7 +29,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Protocol
 
-from .. import _core
+from ..runner import registry
 
 __all__ = [
     "COUNTERS",
@@ -49,8 +49,8 @@ class MeteredPool(Protocol):
     pools: ``ferropool.adapters.dbapi.Pool``, the psycopg2 drop-ins, the
     SQLAlchemy pool's ``.ferropool``)."""
 
-    name: str
-    _core: _core.Core
+    @property
+    def name(self) -> str: ...
 
     def get_stats(self) -> dict[str, int]: ...
 
@@ -59,11 +59,9 @@ class MeteredPool(Protocol):
 
 
 def metered(pool: object) -> MeteredPool:
-    """*pool*, checked to be a ferropool pool (TypeError otherwise)."""
-    if not isinstance(getattr(pool, "_core", None), _core.Core) or not isinstance(
-        getattr(pool, "name", None), str
-    ):
-        raise TypeError(f"pool must be a ferropool pool, got {type(pool).__name__}")
+    """*pool*, checked to be a ferropool pool (TypeError otherwise): one that
+    registered its runner (ferropool.runner.registry)."""
+    registry.runner_of(pool)
     return pool  # type: ignore[return-value]
 
 
@@ -204,7 +202,9 @@ def histograms(pool: MeteredPool, reset: bool = False) -> dict[str, Histogram]:
     """
     return {
         name: Histogram(tuple(bounds), tuple(cumulative), total)
-        for name, (bounds, cumulative, total) in pool._core.histograms(reset).items()
+        for name, (bounds, cumulative, total) in registry.runner_of(pool)
+        .core.histograms(reset)
+        .items()
     }
 
 

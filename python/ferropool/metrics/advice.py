@@ -44,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..runner import registry
 from . import Histogram, MeteredPool, Totals, metered
 
 __all__ = ["Advisor", "Finding", "Sample", "Watcher", "advise", "advisor_for", "watch"]
@@ -380,7 +381,7 @@ class Watcher:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             pool = self._pool()
-            if pool is None or (pool.closed and pool._core.opened):
+            if pool is None or (pool.closed and registry.runner_of(pool).core.opened):
                 return
             del pool
             try:

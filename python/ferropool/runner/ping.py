@@ -42,9 +42,21 @@ def ping(conn: Any, timeout: float = PING_TIMEOUT) -> None:
 
 
 async def aping(conn: Any, timeout: float = PING_TIMEOUT) -> None:
-    """The async version of `ping`: the empty query with a deadline."""
+    """The async version of `ping`: the empty query with a deadline, in
+    autocommit so that it never leaves a transaction open."""
+
+    async def empty_query() -> None:
+        if conn.autocommit:
+            await conn.execute("")
+            return
+        await conn.set_autocommit(True)
+        try:
+            await conn.execute("")
+        finally:
+            await conn.set_autocommit(False)
+
     try:
-        await asyncio.wait_for(conn.execute(""), timeout)
+        await asyncio.wait_for(empty_query(), timeout)
     except asyncio.TimeoutError:
         await conn.close()
         raise e.OperationalError(f"ping: no answer within {timeout} s") from None

@@ -8,8 +8,6 @@ come back), instead of discovering them dead one request at a time.
 
 from __future__ import annotations
 
-from typing import Any
-
 # Class 08: connection exceptions. 57P01 admin_shutdown (also what
 # pg_terminate_backend sends), 57P02 crash_shutdown, 57P03 cannot_connect_now.
 _SHUTDOWN = frozenset({"57P01", "57P02", "57P03"})
@@ -27,12 +25,9 @@ _SHUTDOWN_TEXTS = (
 )
 
 
-def is_failover_error(exc: BaseException | None, *, expect_primary: bool) -> bool:
-    """True if *exc* says the server went away or changed role."""
-    if exc is None:
-        return False
-    sqlstate: Any = getattr(exc, "sqlstate", None)
-    if not isinstance(sqlstate, str):
+def is_failover_sqlstate(sqlstate: str | None, *, expect_primary: bool) -> bool:
+    """True if an error with *sqlstate* says the server went away or changed role."""
+    if sqlstate is None:
         return False
     if sqlstate.startswith("08") or sqlstate in _SHUTDOWN:
         return True

@@ -9,10 +9,27 @@ pool: a refused call changes nothing.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import _core
+from .. import _core
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def caller_stacklevel() -> int:
+    """The warnings stacklevel of the first frame outside this package, so
+    a warning points at the user's line whatever the call depth inside."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        _PACKAGE_DIR + os.sep
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def _type_name(value: object) -> str:

@@ -3,10 +3,10 @@
 After fork() the child holds copies of the parent's sockets. Using one
 would interleave two processes on one PostgreSQL session, and merely
 closing one sends a Terminate message that ends the parent's session. So in
-the child each pool: points every inherited socket at /dev/null (the
+the child each runner points every inherited socket at /dev/null (the
 parent's socket is untouched: only the child's descriptor changes), keeps
 the inherited connection objects alive forever (nothing is ever sent on
-them), and starts over with a fresh core and fresh workers (threads do not
+them), and starts over with an empty core and new workers (threads do not
 survive fork()).
 """
 
@@ -15,44 +15,35 @@ from __future__ import annotations
 import contextlib
 import os
 import weakref
-from typing import Any, Protocol
-
-from . import _core
-
-
-class _Forkable(Protocol):
-    def _after_fork_in_child(self, devnull: int) -> None: ...
+from collections.abc import Iterable
+from typing import Protocol
 
 
-_pools: weakref.WeakSet[Any] = weakref.WeakSet()
-# Inherited cores (and the connections they hold): never freed in the child.
+class Forkable(Protocol):
+    def after_fork_in_child(self, devnull: int) -> None: ...
+
+
+_runners: weakref.WeakSet[Forkable] = weakref.WeakSet()
+# What the child inherited and must never free (connections, cores).
 _inherited: list[object] = []
 _registered = False
 
 
-def register(pool: _Forkable) -> None:
-    """Make *pool* start over in child processes."""
+def register(runner: Forkable) -> None:
+    """Make *runner* start over in child processes."""
     global _registered
-    _pools.add(pool)
+    _runners.add(runner)
     if not _registered and hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
         _registered = True
 
 
 def keep_forever(obj: object) -> None:
+    """Never free *obj* in this (child) process."""
     _inherited.append(obj)
 
 
-def fresh_core(old: _core.Core, core_args: dict[str, Any], devnull: int) -> _core.Core:
-    """The child's core in place of the inherited *old* one: the parent's
-    sockets neutralised, *old* kept alive forever, a new core built from
-    the same arguments (open it if *old* was open)."""
-    neutralise(old.sockets(), devnull)
-    keep_forever(old)
-    return _core.Core(**core_args)
-
-
-def neutralise(sockets: list[int], devnull: int) -> None:
+def neutralise(sockets: Iterable[int], devnull: int) -> None:
     """Point the child's copies of the parent's sockets at /dev/null."""
     for fd in sockets:
         with contextlib.suppress(OSError):
@@ -62,5 +53,5 @@ def neutralise(sockets: list[int], devnull: int) -> None:
 def _after_fork_in_child() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     keep_forever(devnull)
-    for pool in list(_pools):
-        pool._after_fork_in_child(devnull)
+    for runner in list(_runners):
+        runner.after_fork_in_child(devnull)

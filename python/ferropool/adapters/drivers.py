@@ -24,47 +24,50 @@ PyMySQL     none reliable: ``server_status`` is only    one ``ROLLBACK`` round
 other       none: UNKNOWN                               one ``rollback()``
 ==========  ==========================================  ======================
 
-Everything here reads attributes the driver keeps in memory: no function
-may send anything to the server except ``ping`` and ``rollback``.
+`DbapiDriver` is what the runner talks to (ferropool.runner.driver's
+protocol): it connects with the user's ``connect()`` and answers through the
+profile of the connections' driver. Everything here reads attributes the
+driver keeps in memory: no function may send anything to the server except
+``ping``, ``rollback`` and ``commit``.
 """
 
 from __future__ import annotations
 
-import enum
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, NoReturn, TypeVar
 
+from ..runner.failover import is_failover_message
+from ..runner.status import Status
+from ..sizing import ServerBudget
 
-class Status(enum.IntEnum):
-    """A returned connection's state, as far as the driver can tell."""
+logger = logging.getLogger("ferropool")
 
-    IDLE = 0  # no transaction open: check it in as it is
-    ACTIVE = 1  # a command still running: it cannot be reused
-    INTRANS = 2  # in a transaction, or a failed one: roll back first
-    BROKEN = 3  # closed, or the server connection is lost: discard
-    UNKNOWN = 4  # the driver cannot tell: roll back to be safe
-
+C = TypeVar("C")
 
 # libpq's PQtransactionStatus values, shared by psycopg2 and psycopg 3.
 _LIBPQ = {
     0: Status.IDLE,
     1: Status.ACTIVE,
     2: Status.INTRANS,
-    3: Status.INTRANS,  # INERROR: a failed transaction, still to roll back
+    3: Status.INERROR,
     4: Status.BROKEN,  # UNKNOWN: the connection is bad
 }
 
 
 @dataclass(frozen=True)
-class Driver:
-    """How the pool reads and resets one driver's connections."""
+class Profile:
+    """How the pool reads and resets one DB-API driver's connections."""
 
     name: str
     status: Callable[[Any], Status]
     socket: Callable[[Any], int | None]
     ping: Callable[[Any], None]
     rollback: Callable[[Any], None]
+
+    # The connection's last server error text, where the driver keeps one.
+    error_message: Callable[[Any], str] = lambda conn: ""
 
     def __repr__(self) -> str:
         return f"<ferropool driver profile {self.name!r}>"
@@ -122,12 +125,23 @@ def _psycopg2_rollback(conn: Any) -> None:
         conn.rollback()
 
 
-PSYCOPG2 = Driver(
+def _libpq_error(conn: Any) -> str:
+    pgconn = getattr(conn, "pgconn", None)
+    if pgconn is not None:  # psycopg 3
+        message = pgconn.error_message
+        return message.decode("utf-8", "replace") if isinstance(message, bytes) else ""
+    info = getattr(conn, "info", None)  # psycopg2 >= 2.8
+    message = getattr(info, "error_message", None)
+    return message if isinstance(message, str) else ""
+
+
+PSYCOPG2 = Profile(
     name="psycopg2",
     status=_psycopg2_status,
     socket=_fileno,
     ping=lambda conn: _select_one(conn, _psycopg2_status),
     rollback=_psycopg2_rollback,
+    error_message=_libpq_error,
 )
 
 
@@ -149,17 +163,18 @@ def _psycopg_socket(conn: Any) -> int | None:
 
 
 def _psycopg_ping(conn: Any) -> None:
-    from .._ping import ping
+    from ..runner.ping import ping
 
     ping(conn)
 
 
-PSYCOPG = Driver(
+PSYCOPG = Profile(
     name="psycopg",
     status=_psycopg_status,
     socket=_psycopg_socket,
     ping=_psycopg_ping,
     rollback=_plain_rollback,
+    error_message=_libpq_error,
 )
 
 
@@ -178,7 +193,7 @@ def _pg8000_status(conn: Any) -> Status:
     return Status.INTRANS if in_transaction else Status.IDLE
 
 
-PG8000 = Driver(
+PG8000 = Profile(
     name="pg8000",
     status=_pg8000_status,
     socket=lambda conn: _sock_fileno(getattr(conn, "_usock", None)),
@@ -200,7 +215,7 @@ def _pymysql_ping(conn: Any) -> None:
     conn.ping(reconnect=False)
 
 
-PYMYSQL = Driver(
+PYMYSQL = Profile(
     name="pymysql",
     status=_pymysql_status,
     socket=lambda conn: _sock_fileno(getattr(conn, "_sock", None)),
@@ -219,7 +234,7 @@ def _sqlite3_status(conn: Any) -> Status:
         return Status.BROKEN
 
 
-SQLITE3 = Driver(
+SQLITE3 = Profile(
     name="sqlite3",
     status=_sqlite3_status,
     socket=lambda conn: None,
@@ -238,7 +253,7 @@ def _generic_status(conn: Any) -> Status:
     return Status.UNKNOWN
 
 
-GENERIC = Driver(
+GENERIC = Profile(
     name="generic",
     status=_generic_status,
     socket=_fileno,
@@ -258,7 +273,7 @@ _BY_MODULE = {
 DRIVERS = {d.name: d for d in (*_BY_MODULE.values(), GENERIC)}
 
 
-def detect(conn: Any) -> Driver:
+def detect(conn: Any) -> Profile:
     """The profile for *conn*'s driver, from the module of its class (or a
     base class: drivers allow connection subclasses)."""
     for klass in type(conn).__mro__:
@@ -269,15 +284,107 @@ def detect(conn: Any) -> Driver:
     return GENERIC
 
 
-def resolve(driver: str | Driver | None) -> Driver | None:
+def resolve(driver: str | Profile | None) -> Profile | None:
     """A `driver` argument: a profile, a name from DRIVERS, or None (detect)."""
-    if driver is None or isinstance(driver, Driver):
+    if driver is None or isinstance(driver, Profile):
         return driver
     if isinstance(driver, str):
         try:
             return DRIVERS[driver]
         except KeyError:
             raise ValueError(
-                f"driver must be one of {sorted(DRIVERS)} or a Driver, got {driver!r}"
+                f"driver must be one of {sorted(DRIVERS)} or a Profile, got {driver!r}"
             ) from None
-    raise TypeError(f"driver must be a str, a Driver or None, got {type(driver).__name__}")
+    raise TypeError(f"driver must be a str, a Profile or None, got {type(driver).__name__}")
+
+
+class DbapiDriver(Generic[C]):
+    """The runner's driver for DB-API connections opened by ``connect()``."""
+
+    marks_connections = False
+
+    def __init__(
+        self, connect: Callable[[], C], profile: Profile | None, secrets: list[str]
+    ) -> None:
+        if not callable(connect):
+            raise TypeError(f"connect must be callable, got {type(connect).__name__}")
+        self._connect = connect
+        # Detected from the first connection when not given.
+        self.profile = profile
+        self._secrets = [s for s in secrets if s]
+
+    def _profile(self, conn: Any) -> Profile:
+        profile = self.profile
+        if profile is None:
+            profile = self.profile = detect(conn)
+        return profile
+
+    def status(self, conn: C) -> Status:
+        return self._profile(conn).status(conn)
+
+    def socket(self, conn: C) -> int | None:
+        return self._profile(conn).socket(conn)
+
+    def lend(self, conn: C, owner: object | None) -> None:
+        """DB-API connections carry no mark (many cannot take attributes)."""
+
+    def lender(self, conn: C) -> object | None:
+        return None
+
+    def describe(self, conn: C) -> str:
+        return f"<{type(conn).__module__}.{type(conn).__name__} [{self.status(conn).name}]>"
+
+    @staticmethod
+    def sqlstate(exc: BaseException) -> str | None:
+        # psycopg 3 and pg8000 name it sqlstate; psycopg2 pgcode.
+        for attr in ("sqlstate", "pgcode"):
+            value = getattr(exc, attr, None)
+            if isinstance(value, str):
+                return value
+        return None
+
+    def server_gone(self, conn: C) -> bool:
+        try:
+            return is_failover_message(self._profile(conn).error_message(conn))
+        except Exception:
+            return False
+
+    @staticmethod
+    def is_connect_timeout(exc: BaseException) -> bool:
+        return False
+
+    def secrets(self) -> list[str]:
+        return self._secrets
+
+    def connect(self, timeout: float | None) -> C:
+        conn = self._connect()
+        self._profile(conn)
+        return conn
+
+    def ping(self, conn: C) -> None:
+        self._profile(conn).ping(conn)
+
+    def rollback(self, conn: C) -> None:
+        self._profile(conn).rollback(conn)
+
+    @staticmethod
+    def commit(conn: Any) -> None:
+        conn.commit()
+
+    def remember_session(self, conn: C) -> None:
+        """Nothing to note: DB-API pools reset with a callback only."""
+
+    def discard_session(self, conn: C) -> NoReturn:
+        raise NotImplementedError("DB-API pools reset with a callback, not reset='discard'")
+
+    def read_budget(self) -> ServerBudget:
+        raise NotImplementedError("DB-API pools cannot read a server budget")
+
+    def close(self, conn: C) -> None:
+        try:
+            conn.close()  # type: ignore[attr-defined]
+        except Exception as ex:
+            logger.debug("error closing connection: %s", ex.__class__.__name__)
+
+    def abort(self, conn: C) -> None:
+        self.close(conn)

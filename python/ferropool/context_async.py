@@ -1,0 +1,109 @@
+"""What ``pool.connection()`` returns: a connection lent for one block.
+
+On exit the block's transaction is committed, or rolled back if the block
+raised (or was cancelled), and the connection goes back to its pool;
+retired with its siblings if the block failed because the server went away.
+One class for every pool (psycopg's and the DB-API pool): the driver says
+what state the connection is in. Small classes rather than generator-based
+context managers: they are on the hot path, and a generator costs about a
+microsecond per block.
+
+A context object serves one block at a time: entering it again before it
+exits (two threads sharing one, or nesting) is refused, since it would
+lend one connection to two borrowers.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from .runner.runner_async import AsyncRunner
+from .runner.status import Status
+
+logger = logging.getLogger("ferropool")
+
+C = TypeVar("C")
+
+
+class AsyncConnectionContext(Generic[C]):
+    """A connection lent by *pool* for an ``async with`` block."""
+
+    __slots__ = ("_conn", "_free", "_pool", "_runner", "_timeout")
+
+    def __init__(self, pool: Any, runner: AsyncRunner[Any], timeout: float | None) -> None:
+        self._pool = pool
+        self._runner = runner
+        self._timeout = timeout
+        self._conn: C | None = None
+        # Popped by the block that enters: a list pop is atomic, so two
+        # threads entering one context cannot both succeed.
+        self._free = [True]
+
+    async def __aenter__(self) -> C:
+        try:
+            self._free.pop()
+        except IndexError:
+            raise RuntimeError(
+                f"this connection() context of pool {self._runner.name!r} is already in"
+                " use: call pool.connection() for each block"
+            ) from None
+        try:
+            conn: C = await self._pool.getconn(self._timeout)
+        except BaseException:
+            self._free.append(True)
+            raise
+        self._conn = conn
+        return conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        assert conn is not None
+        try:
+            await end_block(self._pool, self._runner, conn, exc_val)
+        finally:
+            self._free.append(True)
+
+
+async def end_block(
+    pool: Any, runner: AsyncRunner[Any], conn: Any, exc: BaseException | None
+) -> None:
+    """End a block on *conn*, lent by *pool*: commit (or roll back after an
+    error), then give it back."""
+    driver = runner.driver
+    if driver.marks_connections and driver.lender(conn) is not pool:
+        # Already given back inside the block (close_returns and
+        # conn.close()): it may be lent to someone else by now. Hands off.
+        return
+    ended = False
+    try:
+        status = driver.status(conn)
+        if status.in_transaction or status == Status.UNKNOWN or status == Status.ACTIVE:
+            # The `with conn:` rule: commit on success, roll back on error
+            # without hiding the error.
+            if exc is None:
+                await driver.commit(conn)
+            else:
+                try:
+                    await driver.rollback(conn)
+                except Exception as ex:
+                    logger.warning("error ignored in rollback: %s", ex.__class__.__name__)
+                    return
+            ended = True
+    finally:
+        if exc is not None and runner.is_failover(exc):
+            driver.lend(conn, None)
+            await runner.putconn_failed(conn, exc)
+        elif ended and driver.status(conn) == Status.UNKNOWN:
+            # The block ended its transaction: a driver that cannot tell
+            # need not roll back again.
+            driver.lend(conn, None)
+            await runner.putconn(conn, rollback_unknown=False)
+        else:
+            await pool.putconn(conn)
