@@ -101,9 +101,6 @@ NAMES: dict[str, str] = {
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "aclose": "close",
-    # test helpers
-    "athreads": "threads",
-    "arun": "run",
 }
 
 # Words in docstrings and comments that say "async" in prose.

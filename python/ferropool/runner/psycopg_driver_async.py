@@ -60,6 +60,24 @@ _SESSION_ATTR = "_ferropool_session"
 _POOL_ONLY_KWARGS = ("prepare_threshold", "row_factory", "cursor_factory", "context", "autocommit")
 
 
+def _forget_prepared(conn: Any) -> None:
+    """Empty psycopg's cache of prepared statements, which DISCARD ALL is
+    about to drop on the server.
+
+    psycopg notices a DISCARD ALL only the first time a connection runs it
+    (it inspects the results of queries new to its cache), so from the
+    second reset on it would name statements the server no longer has:
+    "prepared statement _pg3_0 does not exist". Its cache has no public
+    method to clear; should the private one ever go, the connection stops
+    preparing statements rather than fail.
+    """
+    clear = getattr(getattr(conn, "_prepared", None), "clear", None)
+    if callable(clear):
+        clear()
+    else:
+        conn.prepare_threshold = None
+
+
 class AsyncPsycopgDriver(Generic[C]):
     """psycopg 3 connections for the async runner."""
 
@@ -193,13 +211,12 @@ class AsyncPsycopgDriver(Generic[C]):
 
         DISCARD ALL drops SET values, temporary tables, prepared statements,
         LISTEN, advisory locks and cached plans. It cannot run in a
-        transaction block, hence autocommit for the statement; and it is
-        never prepared itself, so psycopg sees its command status and
-        forgets its own prepared statements with the server's.
+        transaction block, hence autocommit for the statement.
         """
         autocommit = conn.autocommit
         await conn.set_autocommit(True)
         try:
+            _forget_prepared(conn)
             await conn.execute("DISCARD ALL", prepare=False)
             settings = getattr(conn, _SESSION_ATTR, None)
             if settings:
