@@ -32,13 +32,14 @@ C = TypeVar("C")
 class ConnectionContext(Generic[C]):
     """A connection lent by *pool* for an ``with`` block."""
 
-    __slots__ = ("_conn", "_free", "_pool", "_runner", "_timeout")
+    __slots__ = ("_conn", "_free", "_pool", "_runner", "_timeout", "_tracked")
 
     def __init__(self, pool: Any, runner: Runner[Any], timeout: float | None) -> None:
         self._pool = pool
         self._runner = runner
         self._timeout = timeout
         self._conn: C | None = None
+        self._tracked = False
         # Popped by the block that enters: a list pop is atomic, so two
         # threads entering one context cannot both succeed.
         self._free = [True]
@@ -57,6 +58,12 @@ class ConnectionContext(Generic[C]):
             self._free.append(True)
             raise
         self._conn = conn
+        # With close_returns, conn.close() inside the block gives the
+        # connection back: the block must know, at its end, whether it still
+        # holds it or someone else may.
+        self._tracked = getattr(self._pool, "close_returns", False)
+        if self._tracked:
+            self._runner.driver.set_block(conn, self)
         return conn
 
     def __exit__(
@@ -68,6 +75,8 @@ class ConnectionContext(Generic[C]):
         conn, self._conn = self._conn, None
         assert conn is not None
         try:
+            if self._tracked and self._runner.driver.block_of(conn) is not self:
+                return  # given back inside the block: maybe lent again since
             end_block(self._pool, self._runner, conn, exc_val)
         finally:
             self._free.append(True)

@@ -30,13 +30,14 @@ C = TypeVar("C")
 class AsyncConnectionContext(Generic[C]):
     """A connection lent by *pool* for an ``async with`` block."""
 
-    __slots__ = ("_conn", "_free", "_pool", "_runner", "_timeout")
+    __slots__ = ("_conn", "_free", "_pool", "_runner", "_timeout", "_tracked")
 
     def __init__(self, pool: Any, runner: AsyncRunner[Any], timeout: float | None) -> None:
         self._pool = pool
         self._runner = runner
         self._timeout = timeout
         self._conn: C | None = None
+        self._tracked = False
         # Popped by the block that enters: a list pop is atomic, so two
         # threads entering one context cannot both succeed.
         self._free = [True]
@@ -55,6 +56,12 @@ class AsyncConnectionContext(Generic[C]):
             self._free.append(True)
             raise
         self._conn = conn
+        # With close_returns, conn.close() inside the block gives the
+        # connection back: the block must know, at its end, whether it still
+        # holds it or someone else may.
+        self._tracked = getattr(self._pool, "close_returns", False)
+        if self._tracked:
+            self._runner.driver.set_block(conn, self)
         return conn
 
     async def __aexit__(
@@ -66,6 +73,8 @@ class AsyncConnectionContext(Generic[C]):
         conn, self._conn = self._conn, None
         assert conn is not None
         try:
+            if self._tracked and self._runner.driver.block_of(conn) is not self:
+                return  # given back inside the block: maybe lent again since
             await end_block(self._pool, self._runner, conn, exc_val)
         finally:
             self._free.append(True)

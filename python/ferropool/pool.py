@@ -274,6 +274,8 @@ class ConnectionPool(PoolBase, Generic[CT]):
         if getattr(conn, "_pool", None) is not self:
             runner.refuse(conn)
         conn._pool = None
+        if self.close_returns:
+            self._driver.set_block(conn, None)
         if not runner.fast_checkin or conn.pgconn.transaction_status != _IDLE:
             runner.putconn(conn)
             return

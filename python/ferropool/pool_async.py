@@ -291,6 +291,8 @@ class AsyncConnectionPool(PoolBase, Generic[ACT]):
         if getattr(conn, "_pool", None) is not self:
             runner.refuse(conn)
         conn._pool = None
+        if self.close_returns:
+            self._driver.set_block(conn, None)
         if not runner.fast_checkin or conn.pgconn.transaction_status != _IDLE:
             await runner.putconn(conn)
             return

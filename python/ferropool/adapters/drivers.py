@@ -331,6 +331,12 @@ class DbapiDriver(Generic[C]):
     def lender(self, conn: C) -> object | None:
         return None
 
+    def set_block(self, conn: C, block: object | None) -> None:
+        """DB-API connections are never given back inside their block."""
+
+    def block_of(self, conn: C) -> object | None:
+        return None
+
     def describe(self, conn: C) -> str:
         return f"<{type(conn).__module__}.{type(conn).__name__} [{self.status(conn).name}]>"
 

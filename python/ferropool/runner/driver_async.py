@@ -40,6 +40,12 @@ class AsyncDriver(Protocol[C]):
     def lender(self, conn: C) -> object | None:
         """The pool that lent *conn*, as marked by `lend`."""
 
+    def set_block(self, conn: C, block: object | None) -> None:
+        """Note the `connection()` block that holds *conn* (None: none)."""
+
+    def block_of(self, conn: C) -> object | None:
+        """The block `set_block` noted."""
+
     def describe(self, conn: C) -> str:
         """The connection for a log line: its state, never a password."""
 

@@ -128,6 +128,16 @@ class PsycopgDriver(Generic[C]):
         return getattr(conn, "_pool", None)
 
     @staticmethod
+    def set_block(conn: C, block: object | None) -> None:
+        """Note which `connection()` block holds *conn* (close_returns pools:
+        a close() inside the block gives it back early)."""
+        conn._ferropool_block = block  # type: ignore[attr-defined]
+
+    @staticmethod
+    def block_of(conn: C) -> object | None:
+        return getattr(conn, "_ferropool_block", None)
+
+    @staticmethod
     def describe(conn: C) -> str:
         # psycopg's repr: status, host, port, user, database; no password.
         return repr(conn)
