@@ -241,7 +241,7 @@ def _matching(tokens: list[tokenize.TokenInfo], k: int) -> int:
 
 def ruff(text: str, filename: str) -> str:
     """*text* with imports sorted and formatted as the project's ruff does."""
-    for args in (["check", "--select", "I,F401", "--fix-only", "--quiet"], ["format", "--quiet"]):
+    for args in (["check", "--fix-only", "--quiet"], ["format", "--quiet"]):
         text = subprocess.run(
             [sys.executable, "-m", "ruff", *args, "--stdin-filename", filename, "-"],
             input=text,

@@ -66,9 +66,8 @@ def test_a_connection_context_entered_twice_is_refused(dsn: str) -> None:
         pool.wait(timeout=DEADLINE)
         block = pool.connection(timeout=DEADLINE)
         with block as conn:
-            with pytest.raises(RuntimeError, match="already in use"):
-                with block:
-                    pass
+            with pytest.raises(RuntimeError, match="already in use"), block:
+                pass
             conn.execute("select 1")
         # The refused entry took nothing; the block gave its connection back.
         assert pool.get_stats()["pool_available"] == 2
