@@ -44,16 +44,22 @@ How SQLAlchemy's semantics map onto ferropool:
 - ferropool-specific options, passed to ``create_engine`` as is:
   ``min_size`` (overrides pool_size), ``max_idle``, ``max_lifetime``,
   ``max_waiting``, ``liveness_bypass``, ``keepalive_interval``,
-  ``num_workers``. ``pool_use_lifo`` is not supported (ferropool's
+  ``num_workers``, ``leak_timeout``. ``pool_use_lifo`` is not supported (ferropool's
   waiters are served in arrival order).
 
 A detached connection (``connection.detach()``) keeps its ferropool slot
 until it is closed, when it is discarded.
 
-Connection errors surface differently: ferropool's workers connect in the
-background, so an unreachable server makes a checkout wait ``pool_timeout``
-and raise ``sqlalchemy.exc.TimeoutError`` naming the last connection error,
-where QueuePool raises the driver's error at once.
+Connection errors surface as with QueuePool: ferropool's workers connect in
+the background, and a checkout that finds connecting failing (the server
+down, a wrong password) raises the driver's error, which SQLAlchemy wraps
+as ``OperationalError``, instead of waiting out ``pool_timeout``. A pool
+that is only busy (every connection lent) waits, and raises
+``sqlalchemy.exc.TimeoutError``.
+
+Every safety feature of ferropool's pools works here too: liveness checks
+and keepalive pings, failover drain, leak reports (``leak_timeout``),
+``pause()`` / ``resume()``, lifetimes, fork safety, ``get_stats()``.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ from sqlalchemy.pool.base import _ConnectionRecord
 
 from ..adapters.dbapi import Pool as DbapiPool
 from ..errors import PoolClosed, PoolTimeout, TooManyRequests
+from ..runner import registry
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -80,6 +87,10 @@ __all__ = ["FerroPool"]
 
 # Names of pools without a pool_logging_name: sqlalchemy-1, sqlalchemy-2...
 _numbers = itertools.count(1)
+
+# How long a checkout waits at a time while the pool is opening connections,
+# before it looks whether connecting fails.
+_CONNECTING_SLICE = 0.05
 
 
 class FerroPool(Pool):
@@ -98,6 +109,7 @@ class FerroPool(Pool):
         liveness_bypass: float | None = 0.5,
         keepalive_interval: float | None = 60.0,
         num_workers: int = 2,
+        leak_timeout: float | None = None,
         recycle: int = -1,
         **kw: Any,
     ) -> None:
@@ -125,6 +137,7 @@ class FerroPool(Pool):
             "liveness_bypass": liveness_bypass,
             "keepalive_interval": keepalive_interval,
             "num_workers": num_workers,
+            "leak_timeout": leak_timeout,
         }
         self._pool_size = pool_size
         self._timeout = timeout
@@ -152,8 +165,10 @@ class FerroPool(Pool):
             num_workers=num_workers,
             liveness_bypass=liveness_bypass,
             keepalive_interval=keepalive_interval,
+            leak_timeout=leak_timeout,
             on_close=self._forget,
         )
+        self._runner = registry.runner_of(self.ferropool)
 
     # ---- creator plumbing ----------------------------------------------------
 
@@ -186,15 +201,37 @@ class FerroPool(Pool):
                 if not self._opened:
                     self.ferropool.open()
                     self._opened = True
-        try:
-            return self.ferropool.getconn()
-        except (PoolTimeout, TooManyRequests) as ex:
-            raise exc.TimeoutError(
-                f"FerroPool {self.ferropool.name!r}: no connection within {self._timeout} s ({ex})",
-                code="3o7r",
-            ) from None
-        except PoolClosed as ex:
-            raise exc.InvalidRequestError(f"FerroPool is disposed: {ex}") from None
+        deadline = time.monotonic() + self._timeout
+        while True:
+            left = deadline - time.monotonic()
+            # While the pool is still opening connections, wait in short
+            # slices: a failing connect must surface as the driver's error
+            # (QueuePool connects on the caller's thread and raises it).
+            stats = self.ferropool.get_stats()
+            growing = stats["pool_size"] < stats["pool_max"]
+            try:
+                return self.ferropool.getconn(
+                    timeout=max(0.0, min(left, _CONNECTING_SLICE) if growing else left)
+                )
+            except (PoolTimeout, TooManyRequests) as ex:
+                failure = self._runner.connect_failure()
+                if failure is not None:
+                    raise failure from None
+                if deadline - time.monotonic() <= 0 or isinstance(ex, TooManyRequests):
+                    raise exc.TimeoutError(
+                        f"FerroPool {self.ferropool.name!r}: no connection within"
+                        f" {self._timeout} s ({ex})",
+                        code="3o7r",
+                    ) from None
+            except PoolClosed as ex:
+                raise exc.InvalidRequestError(f"FerroPool is disposed: {ex}") from None
+
+    def pause(self) -> None:
+        """Hold back new checkouts until resume() (see ferropool's pools)."""
+        self.ferropool.pause()
+
+    def resume(self) -> None:
+        self.ferropool.resume()
 
     def _forget(self, conn: Any, reason: str) -> None:
         """ferropool closes *conn*: its record goes with it."""

@@ -71,6 +71,8 @@ class RunnerBase(Generic[C]):
         # psycopg_pool's open=None: opened in the constructor, with a warning
         # at first use.
         self.implicit_open = False
+        # The class and masked message of the last failed connect attempt.
+        self._failure: tuple[type[BaseException], str] | None = None
         self.slow_checkout = self.fast_checkin = False
         self.update_fast_path()
         fork.register(self)
@@ -104,6 +106,18 @@ class RunnerBase(Generic[C]):
     def last_connect_error(self) -> str | None:
         """The last connection error since the last success (masked)."""
         return self.core.last_connect_error
+
+    def connect_failure(self) -> BaseException | None:
+        """The driver's error of the last failed connection attempt, as a new
+        exception of the same class (message masked), while connecting
+        fails; None once an attempt succeeded since."""
+        if self._failure is None or self.core.last_connect_error is None:
+            return None
+        kind, message = self._failure
+        try:
+            return kind(message)
+        except Exception:
+            return RuntimeError(message)
 
     @property
     def idle(self) -> int:
@@ -215,6 +229,7 @@ class RunnerBase(Generic[C]):
     def connect_failed(self, ticket: _core.Ticket, ex: BaseException) -> bool:
         """Report a failed attempt; True if reconnect_failed must be called."""
         message = self.describe(ex)
+        self._failure = (type(ex), message)
         logger.warning("error connecting in %r: %s", self.name, message)
         outcome, _ = self.core.connect_failed(ticket, message)
         if outcome != "gave_up":
