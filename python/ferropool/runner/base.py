@@ -19,6 +19,7 @@ from .. import _core, sizing
 from ..errors import PoolClosed, PoolTimeout
 from . import fork
 from .failover import is_failover_sqlstate
+from .failures import FailureLog
 from .leases import Leases
 from .secrets import describe, scrub
 from .settings import Settings
@@ -71,6 +72,7 @@ class RunnerBase(Generic[C]):
         # psycopg_pool's open=None: opened in the constructor, with a warning
         # at first use.
         self.implicit_open = False
+        self.failures = FailureLog(settings.name)
         # The class and masked message of the last failed connect attempt.
         self._failure: tuple[type[BaseException], str] | None = None
         self.slow_checkout = self.fast_checkin = False
@@ -230,7 +232,7 @@ class RunnerBase(Generic[C]):
         """Report a failed attempt; True if reconnect_failed must be called."""
         message = self.describe(ex)
         self._failure = (type(ex), message)
-        logger.warning("error connecting in %r: %s", self.name, message)
+        self.failures.failed(message)
         outcome, _ = self.core.connect_failed(ticket, message)
         if outcome != "gave_up":
             return False

@@ -193,7 +193,7 @@ class Runner(RunnerBase[C]):
             except Exception as ex:
                 if monotonic() >= deadline or not self.core.is_open:
                     return
-                logger.warning("error connecting in %r: %s", self.name, self.describe(ex))
+                self.failures.failed(self.describe(ex))
                 sleep(min(delay, max(deadline - monotonic(), 0.0)))
                 delay = min(delay * 2, 1.0)
                 continue
@@ -526,6 +526,7 @@ class Runner(RunnerBase[C]):
             self.core.connect_failed(ticket, self.describe(ex))
             raise
         if self.core.connected(ticket, conn, monotonic() - t0, self.driver.socket(conn)):
+            self.failures.succeeded()
             self._notify_ready()
         else:
             self.driver.close(conn)
