@@ -77,7 +77,11 @@ class RunnerBase(Generic[C]):
         self._failure: tuple[type[BaseException], str] | None = None
         self.slow_checkout = self.fast_checkin = False
         self.update_fast_path()
+        self.new_workers()
         fork.register(self)
+
+    def new_workers(self) -> None:
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

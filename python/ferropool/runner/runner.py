@@ -36,7 +36,6 @@ from ..errors import PoolClosed, PoolTimeout
 from . import checks
 from .acompat import Event, maybe, sleep, spawn
 from .base import CHECK_BACKOFF_START, RunnerBase
-from .settings import Settings
 from .status import Status
 from .workers import Workers
 
@@ -48,18 +47,13 @@ C = TypeVar("C")
 class Runner(RunnerBase[C]):
     """One pool's core, workers and rules, over one driver."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        driver: Any,
-        owner: object,
-        *,
-        budget_share: float | None = None,
-        budget_cap: int | None = None,
-    ) -> None:
-        super().__init__(settings, driver, owner, budget_share=budget_share, budget_cap=budget_cap)
+    workers: Workers
+
+    def new_workers(self) -> None:
+        """The workers and the lock opening and closing decide under (nothing
+        is awaited in it): at creation, and anew in a fork child, since
+        threads and locks do not survive fork()."""
         self.workers = Workers(self)
-        # Opening and closing decide under this lock; nothing is awaited in it.
         self._lock = threading.Lock()
 
     def __del__(self) -> None:
@@ -579,9 +573,7 @@ class Runner(RunnerBase[C]):
             logger.warning("pool %r: %s hook failed: %s", self.name, name, self.describe(ex))
 
     def restart_after_fork(self, was_open: bool) -> None:
-        # Threads and locks do not survive fork(): new ones, on the new core.
-        self._lock = threading.Lock()
-        self.workers = Workers(self)
+        self.new_workers()
         if was_open:
             self.core.open()
             self.workers.start()

@@ -37,7 +37,6 @@ from ..errors import PoolClosed, PoolTimeout
 from . import checks
 from .acompat import AEvent, amaybe, asleep, aspawn
 from .base import CHECK_BACKOFF_START, RunnerBase
-from .settings import Settings
 from .status import Status
 from .workers_async import AsyncWorkers
 
@@ -49,21 +48,18 @@ C = TypeVar("C")
 class AsyncRunner(RunnerBase[C]):
     """One pool's core, workers and rules, over one driver."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        driver: Any,
-        owner: object,
-        *,
-        budget_share: float | None = None,
-        budget_cap: int | None = None,
-    ) -> None:
-        super().__init__(settings, driver, owner, budget_share=budget_share, budget_cap=budget_cap)
+    workers: AsyncWorkers
+    if True:  # ASYNC
+        _ready_waiters: list[asyncio.Future[None]]
+
+    def new_workers(self) -> None:
+        """The workers and the lock opening and closing decide under (nothing
+        is awaited in it): at creation, and anew in a fork child, since
+        threads and locks do not survive fork()."""
         self.workers = AsyncWorkers(self)
-        # Opening and closing decide under this lock; nothing is awaited in it.
         self._lock = threading.Lock()
         if True:  # ASYNC
-            self._ready_waiters: list[asyncio.Future[None]] = []
+            self._ready_waiters = []
 
     def __del__(self) -> None:
         core = getattr(self, "core", None)
@@ -653,9 +649,7 @@ class AsyncRunner(RunnerBase[C]):
             logger.warning("pool %r: %s hook failed: %s", self.name, name, self.describe(ex))
 
     def restart_after_fork(self, was_open: bool) -> None:
-        # Threads and locks do not survive fork(): new ones, on the new core.
-        self._lock = threading.Lock()
-        self.workers = AsyncWorkers(self)
+        self.new_workers()
         if was_open:
             self.core.open()
             if True:  # ASYNC
