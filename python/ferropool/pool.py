@@ -93,35 +93,7 @@ class ConnectionPool(PoolBase, Generic[CT]):
     ) -> None:
         if open is not None:
             checks.flag("open", open)
-        settings = Settings.build(
-            name=defaults.pool_name(name),
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            max_waiting=max_waiting,
-            max_lifetime=max_lifetime,
-            max_idle=max_idle,
-            reconnect_timeout=reconnect_timeout,
-            num_workers=num_workers,
-            max_connecting=max_connecting,
-            max_uses=max_uses,
-            liveness_bypass=liveness_bypass,
-            keepalive_interval=keepalive_interval,
-            leak_timeout=leak_timeout,
-            null=self._null,
-            configure=configure,
-            check=check,
-            reset=reset,
-            reconnect_failed=reconnect_failed,
-            expect_primary=expect_primary,
-            hooks={
-                "on_connect": on_connect,
-                "on_checkout": on_checkout,
-                "on_checkin": on_checkin,
-                "on_close": on_close,
-                "on_error": on_error,
-            },
-        )
+        settings = Settings.of(locals(), name=defaults.pool_name(name), null=self._null)
         connection_class = checks.connection_class(connection_class)
         # close_returns makes no sense without idle connections: null pools
         # ignore it, as psycopg_pool's do.

@@ -103,34 +103,11 @@ class Pool(PoolBase, Generic[C]):
         """*secrets*: passwords that messages about connecting must never
         show (the pool cannot see inside ``connect``)."""
         checks.flag("open", open)
-        settings = Settings.build(
+        settings = Settings.of(
+            locals(),
             name=defaults.pool_name(name, self._name_prefix),
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            max_waiting=max_waiting,
-            max_lifetime=max_lifetime,
-            max_idle=max_idle,
-            reconnect_timeout=reconnect_timeout,
-            num_workers=num_workers,
-            max_connecting=max_connecting,
-            max_uses=max_uses,
-            liveness_bypass=liveness_bypass,
-            keepalive_interval=keepalive_interval,
-            leak_timeout=leak_timeout,
-            configure=configure,
-            check=check,
             # A callback only: "discard" (DISCARD ALL) is PostgreSQL's.
             reset=checks.callback("reset", reset),
-            reconnect_failed=reconnect_failed,
-            expect_primary=expect_primary,
-            hooks={
-                "on_connect": on_connect,
-                "on_checkout": on_checkout,
-                "on_checkin": on_checkin,
-                "on_close": on_close,
-                "on_error": on_error,
-            },
         )
         self.rollback_on_return = checks.flag("rollback_on_return", rollback_on_return)
         self._driver: DbapiDriver[C] = DbapiDriver(connect, resolve(driver), secrets or [])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -178,6 +178,16 @@ class Settings:
             hooks=Hooks(**{h: checks.callback(h, (hooks or {}).get(h)) for h in HOOKS}),
         )
 
+    @classmethod
+    def of(cls, params: Mapping[str, Any], **given: Any) -> Settings:
+        """Settings from a pool constructor's arguments, by name (its
+        ``locals()``): those of `build`'s options it has, its hooks, and
+        *given* over them."""
+        options: dict[str, Any] = {k: params[k] for k in _OPTIONS if k in params}
+        options["hooks"] = {h: params.get(h) for h in HOOKS}
+        options.update(given)
+        return cls.build(**options)
+
     @property
     def workers(self) -> int:
         """Maintenance workers to run: enough for max_connecting connects at
@@ -203,3 +213,7 @@ class Settings:
             "keepalive_interval": self.keepalive_interval,
             "leak_timeout": self.leak_timeout,
         }
+
+
+# The options `Settings.of` looks for in a constructor's arguments.
+_OPTIONS = frozenset(inspect.signature(Settings.build).parameters) - {"hooks"}
