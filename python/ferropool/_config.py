@@ -9,6 +9,7 @@ pool: a refused call changes nothing.
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -95,8 +96,13 @@ def kwargs(value: object) -> Mapping[str, Any] | Callable[..., Any] | None:
     return value
 
 
-def connection_class(value: object) -> type[Any]:
-    if not isinstance(value, type) or not callable(getattr(value, "connect", None)):
+def connection_class(value: object) -> Any:
+    """A class with a connect() method, or a generic alias of one
+    (``psycopg.Connection[DictRow]``, as psycopg's docs show): kept as
+    given, as psycopg_pool does; an alias's connect() is its class's."""
+    origin = typing.get_origin(value)
+    cls = value if origin is None else origin
+    if not isinstance(cls, type) or not callable(getattr(cls, "connect", None)):
         raise TypeError(
             f"connection_class must be a connection class with a connect() method, got {value!r}"
         )
