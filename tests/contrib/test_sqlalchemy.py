@@ -172,18 +172,20 @@ def test_do_connect_listener_writes_the_connections_info(engine_factory: Any) ->
         assert one.connection.info is one.info
         assert {one.info["attempt"], two.info["attempt"]} == {1, 2}
         assert one.connection.record_info["listener"] == "do_connect"
-        first = (pid(one), one.info["attempt"])
+        attempt_of = {pid(one): one.info["attempt"], pid(two): two.info["attempt"]}
     assert all(isinstance(r, ConnectionPoolEntry) for r in records)
     assert [c["x"] for c in checkouts] == ["set in do_connect"] * 2
-    # Kept across checkouts, as the connection is.
     with engine.connect() as conn:
-        assert conn.info["x"] == "set in do_connect"
-        # Invalidated: SQLAlchemy clears info and reconnects the record; the
-        # new connection's do_connect info is what it then holds.
+        # Kept across checkouts, as the connection is.
+        invalidated = pid(conn)
+        assert conn.info["attempt"] == attempt_of[invalidated]
+        # Invalidated: the engine connection gets another one from the
+        # pool (the other idle one, or a new one: attempt 3), and its info.
         conn.invalidate()
-        assert conn.execute(text("select 1")).scalar_one() == 1
+        conn.rollback()  # of the transaction pid() began
+        assert pid(conn) != invalidated
         assert conn.info["x"] == "set in do_connect"
-        assert (pid(conn), conn.info["attempt"]) != first
+        assert conn.info["attempt"] == attempt_of.get(pid(conn), 3)
     assert engine.pool.get_stats()["connections_errors"] == 0
 
 
