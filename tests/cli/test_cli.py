@@ -311,6 +311,9 @@ def test_unreachable_server(template: str) -> None:
         (f"host=127.0.0.1 port=1 password=abc {PASSWORD}", "invalid connection string"),
         (f"host=127.0.0.1 port=1 password=abc {PASSWORD}=x", "invalid connection string"),
         (f"host=127.0.0.1 port=1 password={PASSWORD} sslmode=bogus", "sslmode"),
+        # A misspelled option is named, before or after the password.
+        (f"hots=127.0.0.1 port=1 password={PASSWORD}", 'invalid connection option "hots"'),
+        (f"host=127.0.0.1 password={PASSWORD} sslmdoe=x", 'invalid connection option "sslmdoe"'),
     ],
 )
 def test_bad_dsn(dsn: str, needle: str) -> None:

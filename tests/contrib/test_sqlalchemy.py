@@ -19,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Engine, String, create_engine, event, exc, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from ferropool.contrib.sqlalchemy import FerroPool
 from tests.fixtures.helpers import DEADLINE, Threads, count_backends, terminate_backend, wait_until
@@ -150,6 +151,82 @@ def test_connect_events_run_once_per_connection(engine_factory: Any) -> None:
     with engine.connect() as conn:
         assert conn.connection.info["uses"] == 10  # record.info lives with the connection
     assert engine.pool.get_stats()["connections_num"] == 1
+
+
+def test_do_connect_listener_writes_the_connections_info(engine_factory: Any) -> None:
+    """SQLAlchemy hands do_connect a connection record; what the listener
+    puts in its info is on that connection's info (the engine connection's,
+    the pool events' record's), per connection, and again after a reconnect."""
+    engine = engine_factory(pool_size=2, max_overflow=0)
+    records: list[Any] = []
+
+    @event.listens_for(engine, "do_connect")
+    def do_connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> None:
+        records.append(conn_rec)
+        conn_rec.info["x"] = "set in do_connect"
+        conn_rec.info["attempt"] = len(records)
+        conn_rec.record_info["listener"] = "do_connect"
+
+    checkouts: list[dict[str, Any]] = []
+    event.listen(
+        engine, "checkout", lambda dbapi_conn, rec, proxy: checkouts.append(dict(rec.info))
+    )
+    with engine.connect() as one, engine.connect() as two:
+        assert one.info["x"] == two.info["x"] == "set in do_connect"
+        assert one.connection.info is one.info
+        assert {one.info["attempt"], two.info["attempt"]} == {1, 2}
+        assert one.connection.record_info["listener"] == "do_connect"
+        attempt_of = {pid(one): one.info["attempt"], pid(two): two.info["attempt"]}
+    assert all(isinstance(r, ConnectionPoolEntry) for r in records)
+    assert [c["x"] for c in checkouts] == ["set in do_connect"] * 2
+    with engine.connect() as conn:
+        # Kept across checkouts, as the connection is.
+        invalidated = pid(conn)
+        assert conn.info["attempt"] == attempt_of[invalidated]
+        # Invalidated: the engine connection gets another one from the
+        # pool (the other idle one, or a new one: attempt 3), and its info.
+        conn.invalidate()
+        conn.rollback()  # of the transaction pid() began
+        assert pid(conn) != invalidated
+        assert conn.info["x"] == "set in do_connect"
+        assert conn.info["attempt"] == attempt_of.get(pid(conn), 3)
+    assert engine.pool.get_stats()["connections_errors"] == 0
+
+
+def test_do_connect_info_follows_a_record_reconnecting(dsn: str, engine_factory: Any) -> None:
+    """A failed pre-ping reconnects the same record to a new connection:
+    SQLAlchemy clears its info, and the new connection's do_connect info
+    takes its place."""
+    engine = engine_factory(pool_size=1, max_overflow=0, pool_pre_ping=True, liveness_bypass=None)
+    attempts: list[int] = []
+
+    @event.listens_for(engine, "do_connect")
+    def do_connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> None:
+        attempts.append(len(attempts) + 1)
+        conn_rec.info["attempt"] = attempts[-1]
+
+    with engine.connect() as conn:
+        old = pid(conn)
+        assert conn.info["attempt"] == 1
+        conn.info["stale"] = True
+    terminate_backend(dsn, old)
+    with engine.connect() as conn:
+        assert pid(conn) != old
+        assert conn.info == {"attempt": 2}
+
+
+def test_do_connect_listener_changes_connect_parameters(app_name: str, engine_factory: Any) -> None:
+    engine = engine_factory(pool_size=1, max_overflow=0)
+
+    @event.listens_for(engine, "do_connect")
+    def do_connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> None:
+        cparams["application_name"] = f"{app_name}-do-connect"
+        conn_rec.info["application_name"] = cparams["application_name"]
+
+    with engine.connect() as conn:
+        name = conn.execute(text("select current_setting('application_name')")).scalar_one()
+        assert name == conn.info["application_name"] == f"{app_name}-do-connect"
+    assert engine.pool.get_stats()["connections_errors"] == 0
 
 
 def test_pre_ping_replaces_a_terminated_backend(dsn: str, engine_factory: Any) -> None:

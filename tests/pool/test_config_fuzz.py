@@ -2,7 +2,7 @@
 
 For every constructor parameter of ConnectionPool, and every argument of
 its methods and settable attributes, Hypothesis draws invalid values
-(wrong types, negative numbers, NaN and infinities, ints too large for a
+(wrong types, negative numbers, NaN and -infinity, ints too large for a
 float or for the pool, unknown strings) on top of an otherwise valid,
 random configuration. Each must:
 
@@ -13,6 +13,11 @@ random configuration. Each must:
 One test per parameter, so that a parameter that fails does not hide the
 others. CI draws a few dozen values per parameter; FERROPOOL_LONG=1 many
 more.
+
+Infinity is not invalid: ``math.inf`` seconds mean "never" (no limit), as
+psycopg_pool takes them. Valid configurations draw it for every duration,
+and the last tests check that each duration parameter and argument accepts
+it, reads it back, and that pools configured with it serve requests.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any, ClassVar
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ferropool import ConnectionPool
@@ -70,9 +75,9 @@ OBJECTS: Strategy = st.one_of(
 TEXT: Strategy = st.text(max_size=6)
 DICTS: Strategy = st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
 NON_INT_NUMBERS: Strategy = st.floats(allow_nan=True, allow_infinity=True)
+# Not +inf: it means "never" for every duration (see the last tests).
 BAD_FLOATS: Strategy = st.one_of(
     st.just(math.nan),
-    st.just(math.inf),
     st.just(-math.inf),
     st.floats(max_value=-1e-300, allow_infinity=False),
     st.integers(max_value=-1),
@@ -192,8 +197,13 @@ CONSTRUCTOR: dict[str, ParamCase] = {
 }
 
 
+def duration(low: float, high: float) -> Strategy:
+    """Valid seconds: a float in [low, high], or infinity ("never")."""
+    return st.floats(low, high) | st.just(math.inf)
+
+
 @st.composite
-def valid_config(draw: st.DrawFn) -> dict[str, Any]:
+def valid_config(draw: st.DrawFn, *, min_lifetime: float = 0.001) -> dict[str, Any]:
     """A random valid configuration of a pool that is not opened."""
     min_size = draw(st.integers(0, 6))
     return {
@@ -201,16 +211,17 @@ def valid_config(draw: st.DrawFn) -> dict[str, Any]:
         "min_size": min_size,
         "max_size": draw(st.integers(max(min_size, 1), 12)),
         "open": False,
-        "timeout": draw(st.floats(0, 120)),
-        "max_lifetime": draw(st.floats(0.001, 7200)),
-        "max_idle": draw(st.floats(0.001, 7200)),
-        "reconnect_timeout": draw(st.floats(0, 600)),
+        "timeout": draw(duration(0, 120)),
+        "max_lifetime": draw(duration(min_lifetime, 7200)),
+        "max_idle": draw(duration(0.001, 7200)),
+        "reconnect_timeout": draw(duration(0, 600)),
         "num_workers": draw(st.integers(1, 8)),
         "max_waiting": draw(st.integers(0, 100)),
         "name": draw(st.none() | st.text(max_size=8)),
         "reset": draw(st.sampled_from([None, "discard"])),
-        "liveness_bypass": draw(st.none() | st.floats(0, 10)),
-        "keepalive_interval": draw(st.none() | st.floats(0.1, 600)),
+        "liveness_bypass": draw(st.none() | duration(0, 10)),
+        "keepalive_interval": draw(st.none() | duration(0.1, 600)),
+        "leak_timeout": draw(st.none() | duration(0.1, 600)),
         "kwargs": draw(st.sampled_from([None, {"application_name": "fuzz"}])),
     }
 
@@ -431,6 +442,80 @@ def test_close_with_a_huge_timeout_closes_cleanly(dsn: str, timeout: float) -> N
             assert pool.closed
     finally:
         pool.close()
+
+
+# ---- infinity: "never" ---------------------------------------------------------------
+
+DURATION_SETTINGS = (
+    "timeout",
+    "max_lifetime",
+    "max_idle",
+    "reconnect_timeout",
+    "liveness_bypass",
+    "keepalive_interval",
+    "leak_timeout",
+)
+
+
+def test_infinity_is_accepted_for_every_duration_parameter() -> None:
+    for param in SECONDS_PARAMS:
+        pool = ConnectionPool("", open=False, **{param: math.inf})
+        assert getattr(pool, param) == math.inf, param
+
+
+@pytest.mark.parametrize("case", SECONDS_METHODS)
+def test_infinity_is_accepted_by_every_duration_argument(dsn: str, case: str) -> None:
+    """Each method and setter taking seconds takes inf, and the pool still
+    serves: a wait with no limit returns as soon as it is satisfied."""
+    call, param, _ = METHODS[case]
+    with ConnectionPool(dsn, min_size=2, open=True, name="never") as pool:
+        pool.wait(timeout=DEADLINE)
+        result = call(pool, math.inf)
+        if isinstance(result, psycopg.Connection):
+            pool.putconn(result)
+        if case.endswith(" ="):
+            assert getattr(pool, param) == math.inf
+        if case == "close(timeout)":
+            assert pool.closed
+            return
+        with pool.connection(timeout=DEADLINE) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+        assert pool.get_stats()["requests_errors"] == 0
+
+
+NEVER: dict[str, Any] = {
+    "conninfo": "",
+    "min_size": 2,
+    "max_size": 4,
+    "open": False,
+    **dict.fromkeys(DURATION_SETTINGS, math.inf),
+}
+
+
+def test_pools_configured_with_infinities_serve(dsn: str) -> None:
+    """Random valid configurations, infinity among the durations (and one
+    with every duration infinite), on a real server: the pool opens, reads
+    its settings back as given, serves, and retires nothing early."""
+
+    @settings(FUZZ, max_examples=by_mode(8, 120))
+    @example(config=NEVER)
+    @given(config=valid_config(min_lifetime=5.0))
+    def check(config: dict[str, Any]) -> None:
+        args = {**config, "open": True}
+        del args["conninfo"]
+        with ConnectionPool(dsn, **args) as pool:
+            for key in DURATION_SETTINGS:
+                if key not in config:
+                    continue
+                value, given = getattr(pool, key), config[key]
+                assert value == given or math.isclose(value, given, abs_tol=1e-9), (key, value)
+            for _ in range(3):
+                with pool.connection(timeout=DEADLINE) as conn:
+                    assert conn.execute("select 1").fetchone() == (1,)
+            if config["max_lifetime"] == math.inf:
+                assert pool.get_stats()["connections_retired"] == 0
+
+    check()
 
 
 @pytest.fixture(scope="module", autouse=True)

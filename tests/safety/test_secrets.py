@@ -12,6 +12,7 @@ and connection strings that make libpq quote parts of them back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable
@@ -21,8 +22,15 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ferropool import ConnectionPool, NullConnectionPool, PoolTimeout
+from ferropool import (
+    AsyncConnectionPool,
+    AsyncNullConnectionPool,
+    ConnectionPool,
+    NullConnectionPool,
+    PoolTimeout,
+)
 from ferropool.embedded import EmbeddedPostgres, free_port
+from ferropool.runner.secrets import MASK, describe, scrub, secrets_of
 from tests.fixtures.helpers import DEADLINE
 from tests.fixtures.reliability import SecretWatch
 
@@ -151,3 +159,241 @@ def test_libpq_quoting_the_connection_string_back_shows_no_password(
     assert first in str(direct.value) or second in str(direct.value), (
         "libpq no longer quotes it back: the case tests nothing"
     )
+
+
+# ---- masked where they stand as secrets, and only there ---------------------------
+
+POOLS = [ConnectionPool, NullConnectionPool, AsyncConnectionPool, AsyncNullConnectionPool]
+NULL_POOLS = (NullConnectionPool, AsyncNullConnectionPool)
+
+
+def request_error(cls: Any, conninfo: str) -> BaseException:
+    """What a request meets on a *cls* pool whose every connect fails:
+    PoolTimeout naming the last connection error, or (null pools, which
+    connect on the request's behalf) the connection error itself."""
+    sizes: dict[str, Any] = {} if cls in NULL_POOLS else {"min_size": 1}
+    if cls in (AsyncConnectionPool, AsyncNullConnectionPool):
+
+        async def run() -> BaseException:
+            async with cls(conninfo, timeout=0.5, open=False, **sizes) as pool:
+                with pytest.raises(psycopg.Error) as info:
+                    await pool.getconn()
+            return info.value
+
+        return asyncio.run(run())
+    with (
+        cls(conninfo, timeout=0.5, open=True, **sizes) as pool,
+        pytest.raises(psycopg.Error) as info,
+    ):
+        pool.getconn()
+    return info.value
+
+
+# Connection strings that put the password, or part of it, where libpq or
+# psycopg quote it back: (conninfo from the two halves of a password and a
+# port, what the message must still show).
+MISPARSED: dict[str, tuple[Callable[[str, str, int], str], str]] = {
+    # An unencoded "@" in a URI password: the rest becomes the host, which
+    # psycopg fails to resolve and quotes ("failed to resolve host '...'").
+    "uri_password_with_an_at_sign": (
+        lambda a, b, port: f"postgresql://postgres:{a}@{b}@127.0.0.1:{port}/postgres",
+        "@127.0.0.1",
+    ),
+    # A raw "%" in a URI query password, another parameter after it:
+    # 'invalid percent-encoded token: "<password>"'.
+    "uri_query_password_with_a_raw_percent": (
+        lambda a, b, port: (
+            f"postgresql://postgres@127.0.0.1:{port}/postgres?password={a}%zz{b}&sslmode=disable"
+        ),
+        "invalid percent-encoded token",
+    ),
+}
+
+
+@pytest.mark.parametrize("cls", POOLS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("case", list(MISPARSED))
+def test_a_misparsed_password_is_masked_in_errors_and_logs(
+    case: str, cls: Any, secret_watch: SecretWatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # psycopg's own DEBUG record of the failed host resolution quotes the
+    # host as it is: psycopg's, not ferropool's to mask.
+    caplog.set_level(logging.INFO, logger="psycopg")
+    first, second = secrets.token_hex(6), secrets.token_hex(6)
+    secret_watch.protect(first)
+    secret_watch.protect(second)
+    template, shown = MISPARSED[case]
+    conninfo = template(first, second, free_port())
+    error = request_error(cls, conninfo)
+    secret_watch.add(error)
+    assert shown in str(error)
+    if cls not in NULL_POOLS:  # their workers log each failed attempt
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any(shown in w for w in warnings), warnings
+    secret_watch.assert_clean()
+    # What psycopg itself says, for contrast: the case must quote a piece.
+    with pytest.raises(psycopg.Error) as direct:
+        psycopg.connect(conninfo, connect_timeout=2)
+    assert first in str(direct.value) or second in str(direct.value), (
+        "nothing is quoted back: the case tests nothing"
+    )
+
+
+@pytest.mark.parametrize("cls", POOLS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    ("password", "shown"),
+    [
+        # The user name is postgres too: the message names the user.
+        ("postgres", 'password authentication failed for user "postgres"'),
+        # "1" is in the host and the port: both stay as they are.
+        ("1", 'connection to server at "127.0.0.1", port {port} failed'),
+    ],
+)
+def test_a_wrong_password_does_not_garble_the_message(
+    scram_server: EmbeddedPostgres, cls: Any, password: str, shown: str
+) -> None:
+    conninfo = (
+        f"host={scram_server.host} port={scram_server.port} user={scram_server.user}"
+        f" dbname={scram_server.dbname} passfile=/dev/null password={password}"
+    )
+    error = request_error(cls, conninfo)
+    assert "password authentication failed" in str(error)
+    assert shown.format(port=scram_server.port) in str(error)
+    assert MASK not in str(error)
+
+
+# (conninfo, kwargs, a message about it, what must not show, what must show)
+ScrubCase = tuple[str, "dict[str, Any] | None", str, list[str], list[str]]
+SCRUB: dict[str, ScrubCase] = {
+    "uri_at_sign_host": (
+        "postgresql://u:Pa55@w0rd@db.example/app",
+        None,
+        "failed to resolve host 'w0rd@db.example': Name or service not known",
+        ["Pa55", "w0rd"],
+        ["host '", "@db.example'"],
+    ),
+    "uri_at_sign_echoed_whole": (
+        "postgresql://u:Pa55@w0rd@db.example/app",
+        None,
+        'in URI: "postgresql://u:Pa55@w0rd@db.example/app"',
+        ["Pa55", "w0rd"],
+        ['"postgresql://u:', '@db.example/app"'],
+    ),
+    "uri_userinfo_percent_encoded": (
+        "postgresql://u:p%40ss@db/app",
+        None,
+        "password p@ss, as given: postgresql://u:p%40ss@db/app",
+        ["p@ss", "p%40ss"],
+        ["@db/app"],
+    ),
+    "query_raw_percent": (
+        "postgresql://u@db/app?password=pa%zzss&sslmode=require",
+        None,
+        'invalid percent-encoded token: "pa%zzss"',
+        ["pa%zzss"],
+        ["invalid percent-encoded token"],
+    ),
+    "query_unencoded_ampersand": (
+        "postgresql://u@db/app?password=pa&ssw0rd&sslmode=require",
+        None,
+        'missing key/value separator "=" in URI query parameter: "ssw0rd"',
+        ["ssw0rd"],
+        ["URI query parameter"],
+    ),
+    "query_echoed": (
+        "postgresql://u@db/app?password=s3cret&sslmode=require",
+        None,
+        "using postgresql://u@db/app?password=s3cret&sslmode=require",
+        ["s3cret"],
+        ["&sslmode=require"],
+    ),
+    "unquoted_space": (
+        "host=db password=abc s3cret",
+        None,
+        'missing "=" after "s3cret" in connection info string',
+        ["s3cret"],
+        ['missing "=" after "'],
+    ),
+    "unquoted_space_then_equals": (
+        "host=db password=abc s3cret=x1 sslmode=require",
+        None,
+        'invalid connection option "s3cret"',
+        ["s3cret"],
+        ["invalid connection option"],
+    ),
+    "echoed_as_another_option": (
+        "host=db",
+        {"password": "s3cret", "sslmode": "s3cret"},
+        'invalid sslmode value: "s3cret"',
+        ["s3cret"],
+        ["sslmode"],
+    ),
+    "keyword_context_without_secrets": (
+        "",
+        None,
+        "unrecognized arguments: host=db password=s3cret sslpassword='a b' PGPASSWORD=x9",
+        ["s3cret", "a b", "x9"],
+        ["host=db"],
+    ),
+    "password_equal_to_the_user": (
+        "host=127.0.0.1 user=postgres password=postgres",
+        None,
+        'password authentication failed for user "postgres"',
+        [],
+        ['for user "postgres"'],
+    ),
+    "password_equal_to_the_user_in_kwargs": (
+        "host=127.0.0.1",
+        {"user": "app", "password": "app", "row_factory": object()},
+        'database "app" does not exist',
+        [],
+        ['database "app"'],
+    ),
+    "password_inside_the_host": (
+        "host=127.0.0.1 port=5432 password=1",
+        None,
+        'connection to server at "127.0.0.1", port 5432 failed: Connection refused',
+        [],
+        ['"127.0.0.1", port 5432'],
+    ),
+    "password_as_a_token": (
+        "host=127.0.0.1 port=5432 password=1",
+        None,
+        "retrying: 1 (given)",
+        ["1 "],
+        ["retrying: "],
+    ),
+    "misspelled_keyword_before": (
+        "hots=127.0.0.1 password=s3cret",
+        None,
+        'invalid connection option "hots"',
+        [],
+        ['"hots"'],
+    ),
+    "misspelled_keyword_after": (
+        "host=db password=s3cret sslmdoe=require",
+        None,
+        'invalid connection option "sslmdoe"',
+        [],
+        ['"sslmdoe"'],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SCRUB))
+def test_scrub_masks_secrets_where_they_stand(case: str) -> None:
+    conninfo, kwargs, message, hidden, shown = SCRUB[case]
+    clean = scrub(message, secrets_of(conninfo, kwargs))
+    assert [h for h in hidden if h in clean] == [], clean
+    assert [s for s in shown if s not in clean] == [], clean
+    assert describe(RuntimeError(message), secrets_of(conninfo, kwargs)) == clean
+
+
+def test_secrets_of_lists_the_pieces_a_parser_splits_off() -> None:
+    assert set(secrets_of("postgresql://u:a@b@c@db/app", None)) >= {"a@b@c", "a", "b", "c"}
+    assert set(secrets_of("host=db password=abc def=x1 port=5", None)) >= {"abc", "def", "x1"}
+    assert "5" not in secrets_of("host=db password=abc def=x1 port=5", None)
+    assert set(secrets_of("host=db", {"password": "k1", "sslpassword": "k2"})) == {"k1", "k2"}
+    assert secrets_of("host=db password='it\\'s quoted'", None) == ["it's quoted"]
+    # A password equal to the user name is the user name's, in messages.
+    assert secrets_of("user=postgres password=postgres", None) == []
+    assert secrets_of("user=app password=postgres", None) == ["postgres"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import re
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -136,12 +135,14 @@ def probe(conninfo: str, secrets: tuple[str, ...], *, embedded: bool) -> ServerI
     try:
         params = conninfo_to_dict(conninfo)
     except psycopg.Error as ex:
-        message = _mask_fragments(safe_message(ex, secrets))
-        raise CliError(
-            f"invalid connection string: {message} (words other than option names "
-            "are masked, as they may be part of a password; put a value holding "
-            "spaces in single quotes)"
-        ) from None
+        message = safe_message(ex, secrets)
+        hint = ""
+        if MASK in message:
+            hint = (
+                " (what may be part of the password is masked; put a value holding"
+                " spaces in single quotes, and percent-encode it in a URI)"
+            )
+        raise CliError(f"invalid connection string: {message}{hint}") from None
     kwargs: dict[str, Any] = {}
     if "connect_timeout" not in params:
         kwargs["connect_timeout"] = _CONNECT_TIMEOUT
@@ -150,22 +151,6 @@ def probe(conninfo: str, secrets: tuple[str, ...], *, embedded: bool) -> ServerI
             return _describe(conn, embedded)
     except psycopg.Error as ex:
         raise CliError(f"cannot connect to the server: {safe_message(ex, secrets)}") from None
-
-
-def _mask_fragments(message: str) -> str:
-    """Mask what libpq quotes from a connection string it cannot parse.
-
-    It quotes the words it choked on: with an unquoted space in a password
-    (password=abc def), that word is the rest of the password. Option
-    names are kept, so that "invalid connection option" stays useful.
-    """
-    keywords = {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()}
-    keywords.add("=")
-    return re.sub(
-        r'"([^"]*)"',
-        lambda m: m.group(0) if m.group(1) in keywords else f'"{MASK}"',
-        message,
-    )
 
 
 def _describe(conn: psycopg.Connection[Any], embedded: bool) -> ServerInfo:

@@ -50,6 +50,13 @@ How SQLAlchemy's semantics map onto ferropool:
 A detached connection (``connection.detach()``) keeps its ferropool slot
 until it is closed, when it is discarded.
 
+``do_connect`` listeners run where ferropool opens the connection, on a
+worker thread, before SQLAlchemy has a record for it: each attempt gets a
+connection record of its own (``conn_rec``, as SQLAlchemy documents), and
+what the listener puts in its ``info`` (and ``record_info``) is moved to the
+record SQLAlchemy builds for that connection, so it is on ``conn.info`` as
+with QueuePool. Listeners may change ``cargs`` and ``cparams`` as usual.
+
 Connection errors surface as with QueuePool: ferropool's workers connect in
 the background, and a checkout that finds connecting failing (the server
 down, a wrong password) raises the driver's error, which SQLAlchemy wraps
@@ -147,6 +154,10 @@ class FerroPool(Pool):
         # A connection taken from ferropool in _do_get, for the new record's
         # creator call on the same thread.
         self._handoff = threading.local()
+        # The record a worker gave the creator (do_connect listeners) for
+        # each connection SQLAlchemy has no record for yet, by id(connection);
+        # its info moves to SQLAlchemy's record in _borrow.
+        self._connect_records: dict[int, _ConnectionRecord] = {}
         self._open_lock = threading.Lock()
         self._opened = False
         self.ferropool: DbapiPool[Any] = DbapiPool(
@@ -182,8 +193,18 @@ class FerroPool(Pool):
         return self._borrow
 
     def _connect(self) -> DBAPIConnection:
-        """ferropool's workers: open a DBAPI connection with the engine's creator."""
-        return self._raw_creator(None)  # type: ignore[arg-type]
+        """ferropool's workers: open a DBAPI connection with the engine's creator.
+
+        The creator hands its record to ``do_connect`` listeners, which may
+        read and write it (``conn_rec.info``): a real, unconnected record,
+        not None, kept until SQLAlchemy's own record for the connection
+        exists (`_borrow`).
+        """
+        record = _ConnectionRecord(self, connect=False)
+        conn = self._raw_creator(record)
+        record.dbapi_connection = conn
+        self._connect_records[id(conn)] = record
+        return conn
 
     def _borrow(self, rec: ConnectionPoolEntry) -> DBAPIConnection:
         conn = getattr(self._handoff, "conn", None)
@@ -193,7 +214,21 @@ class FerroPool(Pool):
         else:
             self._handoff.conn = None
         self._records[id(conn)] = cast(_ConnectionRecord, rec)
+        self._adopt_connect_record(rec, conn)
         return cast("DBAPIConnection", conn)
+
+    def _adopt_connect_record(self, rec: ConnectionPoolEntry, conn: Any) -> None:
+        """What do_connect listeners wrote to the record of *conn*'s connect
+        attempt goes to *rec*, the record SQLAlchemy lends it with: ``info``
+        belongs to the DBAPI connection, ``record_info`` is merged in as a
+        listener writing to *rec* itself would have left it."""
+        opened = self._connect_records.pop(id(conn), None)
+        if opened is None or opened.dbapi_connection is not conn:
+            return
+        opened.dbapi_connection = None
+        rec.info.update(opened.info)
+        if opened.record_info and rec.record_info is not None:
+            rec.record_info.update(opened.record_info)
 
     def _take(self) -> Any:
         if not self._opened:
@@ -234,8 +269,9 @@ class FerroPool(Pool):
         self.ferropool.resume()
 
     def _forget(self, conn: Any, reason: str) -> None:
-        """ferropool closes *conn*: its record goes with it."""
+        """ferropool closes *conn*: its records go with it."""
         self._records.pop(id(conn), None)
+        self._connect_records.pop(id(conn), None)
 
     # ---- Pool interface ----------------------------------------------------------
 
@@ -312,6 +348,7 @@ class FerroPool(Pool):
             self._opened = True  # a disposed pool is not reopened
         self.ferropool.close()
         self._records.clear()
+        self._connect_records.clear()
         self.logger.info("Pool disposed. %s", self.status())
 
     def status(self) -> str:

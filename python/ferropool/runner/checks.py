@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -72,14 +73,19 @@ def sizes(min_size: object, max_size: object) -> tuple[int, int]:
 
 
 def seconds(name: str, value: object, *, positive: bool = False) -> float:
+    """A duration in seconds; ``math.inf`` means "never" (no limit), as
+    psycopg_pool takes it. NaN and negative values are refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, got {value!r} ({_type_name(value)})")
     try:
         value = float(value)
     except OverflowError:
-        raise ValueError(f"{name} is too large, got {value}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number of seconds, got {value}")
+        bits = value.bit_length() if isinstance(value, int) else "?"
+        raise ValueError(
+            f"{name} is too large for a float, got an int of {bits} bits (math.inf means no limit)"
+        ) from None
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number of seconds (math.inf for no limit), got nan")
     if value < 0 or (positive and value == 0):
         bound = "greater than 0" if positive else "at least 0"
         raise ValueError(f"{name} must be {bound}, got {value}")
@@ -112,8 +118,13 @@ def kwargs(value: object) -> Mapping[str, Any] | Callable[..., Any] | None:
     return value
 
 
-def connection_class(value: object) -> type[Any]:
-    if not isinstance(value, type) or not callable(getattr(value, "connect", None)):
+def connection_class(value: object) -> Any:
+    """A class with a connect() method, or a generic alias of one
+    (``psycopg.Connection[DictRow]``, as psycopg's docs show): kept as
+    given, as psycopg_pool does; an alias's connect() is its class's."""
+    origin = typing.get_origin(value)
+    cls = value if origin is None else origin
+    if not isinstance(cls, type) or not callable(getattr(cls, "connect", None)):
         raise TypeError(
             f"connection_class must be a connection class with a connect() method, got {value!r}"
         )
@@ -123,6 +134,17 @@ def connection_class(value: object) -> type[Any]:
 def name(value: object) -> str | None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"name must be a str or None, got {value!r} ({_type_name(value)})")
+    if value is not None:
+        # It reaches the core and thread names as UTF-8: a lone surrogate
+        # ("\ud800", e.g. from a bytes name decoded with surrogateescape)
+        # cannot be encoded.
+        try:
+            value.encode()
+        except UnicodeEncodeError as ex:
+            raise ValueError(
+                f"name must be text that can be encoded as UTF-8, got {value!r}"
+                f" ({ex.reason} at position {ex.start})"
+            ) from None
     return value
 
 

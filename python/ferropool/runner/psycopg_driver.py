@@ -15,6 +15,7 @@ secrets of each attempt are remembered for the runner to mask.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
@@ -168,7 +169,7 @@ class PsycopgDriver(Generic[C]):
 
     def connect(self, timeout: float | None) -> C:
         conninfo, kwargs = self._resolve()
-        if timeout is not None:
+        if timeout is not None and math.isfinite(timeout):
             # libpq's minimum is 1 s; an attempt with no time left gets it too.
             kwargs["connect_timeout"] = max(round(timeout), 1)
         pgbouncer.connect_kwargs(self.server, kwargs)

@@ -95,20 +95,38 @@ impl ConfigError {
     }
 }
 
-/// Seconds as given by a user (a float) to a `Duration`, refusing negative,
-/// NaN and infinite values with a message naming the parameter.
+/// "Never" as a duration: what `+inf` seconds saturate to, and with them any
+/// span the core's nanosecond clock cannot reach (about 584 years). One
+/// nanosecond short of `u64::MAX` nanoseconds, so that a setting of "never"
+/// is never mistaken for the `u64::MAX` some settings use for "off": a
+/// liveness window that never ends still leaves the hang-up watch on.
+pub const FOREVER: Duration = Duration::from_nanos(u64::MAX - 1);
+
+/// Seconds as given by a user (a float) to a `Duration`, refusing NaN and
+/// negative values with a message naming the parameter. `+inf` means
+/// "never" (psycopg_pool takes it for "no limit"): it and any span longer
+/// than the clock reaches become [`FOREVER`].
 pub fn seconds(param: &'static str, value: f64) -> Result<Duration, ConfigError> {
-    if !value.is_finite() {
+    if value.is_nan() {
         return Err(ConfigError::new(
             param,
             value,
-            "must be a finite number of seconds",
+            "must be a number of seconds",
         ));
     }
     if value < 0.0 {
         return Err(ConfigError::new(param, value, "cannot be negative"));
     }
-    Duration::try_from_secs_f64(value).map_err(|_| ConfigError::new(param, value, "is too large"))
+    Ok(Duration::try_from_secs_f64(value).map_or(FOREVER, |d| d.min(FOREVER)))
+}
+
+/// A duration as seconds for a user: [`FOREVER`] reads back as `+inf`.
+pub fn as_seconds(d: Duration) -> f64 {
+    if d >= FOREVER {
+        f64::INFINITY
+    } else {
+        d.as_secs_f64()
+    }
 }
 
 /// Like [`seconds`] but also refusing zero.
@@ -248,9 +266,29 @@ mod tests {
         let err = seconds("timeout", -1.5).unwrap_err();
         assert_eq!(err.to_string(), "timeout cannot be negative, got -1.5");
         assert!(seconds("timeout", f64::NAN).is_err());
+        assert_eq!(
+            seconds("timeout", f64::NEG_INFINITY)
+                .unwrap_err()
+                .to_string(),
+            "timeout cannot be negative, got -inf"
+        );
         assert!(positive_seconds("timeout", 0.0).is_err());
         assert!(validate_sizes(0, 0, false).is_err());
         assert!(validate_sizes(0, 0, true).is_ok());
         assert!(validate_sizes(1, 3, true).is_err());
+    }
+
+    #[test]
+    fn infinity_means_never() {
+        assert_eq!(seconds("max_lifetime", f64::INFINITY), Ok(FOREVER));
+        assert_eq!(positive_seconds("max_idle", f64::INFINITY), Ok(FOREVER));
+        // Longer than the clock reaches is never too.
+        assert_eq!(seconds("timeout", 1e300), Ok(FOREVER));
+        assert_eq!(seconds("timeout", 1e12), Ok(FOREVER));
+        assert_eq!(as_seconds(FOREVER), f64::INFINITY);
+        assert_eq!(as_seconds(Duration::MAX), f64::INFINITY);
+        assert_eq!(as_seconds(Duration::from_millis(1500)), 1.5);
+        // Stored as nanoseconds, it is not the "off" sentinel u64::MAX.
+        assert_ne!(crate::clock::saturating_nanos(FOREVER), u64::MAX);
     }
 }

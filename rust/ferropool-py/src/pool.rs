@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ferropool_core::config::{positive_seconds, seconds};
+use ferropool_core::config::{as_seconds, positive_seconds, seconds};
 use std::sync::Mutex;
 
 use ferropool_core::{
@@ -539,7 +539,7 @@ impl Core {
 
     #[getter]
     fn get_max_lifetime(&self) -> f64 {
-        self.pool.max_lifetime().as_secs_f64()
+        as_seconds(self.pool.max_lifetime())
     }
 
     #[setter]
@@ -550,7 +550,7 @@ impl Core {
 
     #[getter]
     fn get_max_idle(&self) -> f64 {
-        self.pool.max_idle().as_secs_f64()
+        as_seconds(self.pool.max_idle())
     }
 
     #[setter]
@@ -561,7 +561,7 @@ impl Core {
 
     #[getter]
     fn get_reconnect_timeout(&self) -> f64 {
-        self.pool.reconnect_timeout().as_secs_f64()
+        as_seconds(self.pool.reconnect_timeout())
     }
 
     #[setter]
@@ -584,7 +584,7 @@ impl Core {
 
     #[getter]
     fn get_liveness_bypass(&self) -> Option<f64> {
-        self.pool.liveness_bypass().map(|d| d.as_secs_f64())
+        self.pool.liveness_bypass().map(as_seconds)
     }
 
     #[setter]
@@ -596,7 +596,7 @@ impl Core {
 
     #[getter]
     fn get_keepalive_interval(&self) -> Option<f64> {
-        self.pool.keepalive_interval().map(|d| d.as_secs_f64())
+        self.pool.keepalive_interval().map(as_seconds)
     }
 
     #[setter]
@@ -608,7 +608,7 @@ impl Core {
 
     #[getter]
     fn get_leak_timeout(&self) -> Option<f64> {
-        self.pool.leak_timeout().map(|d| d.as_secs_f64())
+        self.pool.leak_timeout().map(as_seconds)
     }
 
     #[setter]
