@@ -226,6 +226,11 @@ def test_a_misparsed_password_is_masked_in_errors_and_logs(
     error = request_error(cls, conninfo)
     secret_watch.add(error)
     assert shown in str(error)
+    # Nor in what the error carries: a masked copy keeps no unmasked
+    # original as its context or cause.
+    for linked in (error.__context__, error.__cause__):
+        if linked is not None:
+            secret_watch.add(linked)
     if cls not in NULL_POOLS:  # their workers log each failed attempt
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any(shown in w for w in warnings), warnings
