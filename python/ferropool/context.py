@@ -29,17 +29,31 @@ logger = logging.getLogger("ferropool")
 C = TypeVar("C")
 
 
+_IDLE = Status.IDLE
+_CLOSED = Status.BROKEN
+
+
 class ConnectionContext(Generic[C]):
-    """A connection lent by *pool* for an ``with`` block."""
+    """A connection lent by *pool* for an ``with`` block.
 
-    __slots__ = ("_conn", "_free", "_pool", "_runner", "_timeout", "_tracked")
+    *close_returns*: the pool's connections go back to it on close(), so a
+    block may find, at its end, that it no longer holds its connection.
+    """
 
-    def __init__(self, pool: Any, runner: Runner[Any], timeout: float | None) -> None:
+    __slots__ = ("_close_returns", "_conn", "_free", "_pool", "_runner", "_timeout")
+
+    def __init__(
+        self,
+        pool: Any,
+        runner: Runner[Any],
+        timeout: float | None,
+        close_returns: bool = False,
+    ) -> None:
         self._pool = pool
         self._runner = runner
         self._timeout = timeout
+        self._close_returns = close_returns
         self._conn: C | None = None
-        self._tracked = False
         # Popped by the block that enters: a list pop is atomic, so two
         # threads entering one context cannot both succeed.
         self._free = [True]
@@ -58,11 +72,7 @@ class ConnectionContext(Generic[C]):
             self._free.append(True)
             raise
         self._conn = conn
-        # With close_returns, conn.close() inside the block gives the
-        # connection back: the block must know, at its end, whether it still
-        # holds it or someone else may.
-        self._tracked = getattr(self._pool, "close_returns", False)
-        if self._tracked:
+        if self._close_returns:
             self._runner.driver.set_block(conn, self)
         return conn
 
@@ -75,21 +85,22 @@ class ConnectionContext(Generic[C]):
         conn, self._conn = self._conn, None
         assert conn is not None
         try:
-            if self._tracked and self._runner.driver.block_of(conn) is not self:
-                return  # given back inside the block: maybe lent again since
-            end_block(self._pool, self._runner, conn, exc_val)
+            if self._close_returns and self._runner.driver.block_of(conn) is not self:
+                return  # given back inside the block by close(): maybe lent again
+            status = self._runner.driver.status(conn)
+            if exc_val is None and (status is _IDLE or status is _CLOSED):
+                self._pool.putconn(conn)  # nothing to commit
+            else:
+                end_block(self._pool, self._runner, conn, exc_val)
         finally:
             self._free.append(True)
 
 
 def end_block(pool: Any, runner: Runner[Any], conn: Any, exc: BaseException | None) -> None:
     """End a block on *conn*, lent by *pool*: commit (or roll back after an
-    error), then give it back."""
+    error), then give it back (or retire it with its siblings, if the block
+    failed because the server went away)."""
     driver = runner.driver
-    if driver.marks_connections and driver.lender(conn) is not pool:
-        # Already given back inside the block (close_returns and
-        # conn.close()): it may be lent to someone else by now. Hands off.
-        return
     ended = False
     try:
         status = driver.status(conn)

@@ -223,7 +223,7 @@ class ConnectionPool(PoolBase, Generic[CT]):
         the block raised, and the connection goes back to the pool (replaced
         if it is broken).
         """
-        return ConnectionContext(self, self._runner, timeout)
+        return ConnectionContext(self, self._runner, timeout, self.close_returns)
 
     def getconn(self, timeout: float | None = None) -> CT:
         """Borrow a connection; give it back with `putconn()`.

@@ -240,7 +240,7 @@ class AsyncConnectionPool(PoolBase, Generic[ACT]):
         the block raised, and the connection goes back to the pool (replaced
         if it is broken).
         """
-        return AsyncConnectionContext(self, self._runner, timeout)
+        return AsyncConnectionContext(self, self._runner, timeout, self.close_returns)
 
     async def getconn(self, timeout: float | None = None) -> ACT:
         """Borrow a connection; give it back with `putconn()`.
