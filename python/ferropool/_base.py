@@ -225,7 +225,8 @@ class BasePool:
             "reconnect_timeout": reconnect_timeout,
             "null": self._null,
             "max_uses": max_uses,
-            "grow_concurrency": max_connecting,
+            "max_connecting": max_connecting,
+            "lifetime_jitter": _config.LIFETIME_JITTER,
             "liveness_bypass": liveness_bypass,
             "keepalive_interval": keepalive_interval,
             "leak_timeout": leak_timeout,
@@ -278,7 +279,7 @@ class BasePool:
     @property
     def closed(self) -> bool:
         """True if the pool is closed (or not open yet)."""
-        return self._core.closed
+        return not self._core.is_open
 
     @property
     def max_waiting(self) -> int:
@@ -364,8 +365,8 @@ class BasePool:
     # ---- state checks ----------------------------------------------------
 
     def _check_open_getconn(self) -> None:
-        if self._core.closed:
-            if self._core.opened:
+        if not self._core.is_open:
+            if self._core.was_opened:
                 raise PoolClosed(f"the pool {self.name!r} is already closed")
             raise PoolClosed(f"the pool {self.name!r} is not open yet")
         if self._open_implicit:

@@ -39,23 +39,29 @@ class Waiting:
 
 @final
 class Core:
+    """One pool's core: slots, the FIFO waiter queue, capacity, lifetimes,
+    counters. Payloads are connection objects, found on return by their
+    address. Every setting is a required keyword: the defaults are the
+    Python layer's. Durations are in seconds; ``None`` turns an optional
+    one off."""
+
     def __new__(
         cls,
         *,
         name: str,
         min_size: int,
         max_size: int,
-        max_waiting: int = 0,
-        max_lifetime: float = 3600.0,
-        max_idle: float = 600.0,
-        reconnect_timeout: float = 300.0,
-        null: bool = False,
-        max_uses: int = 0,
-        grow_concurrency: int = 1,
-        lifetime_jitter: float = 0.05,
-        liveness_bypass: float | None = None,
-        keepalive_interval: float | None = None,
-        leak_timeout: float | None = None,
+        max_waiting: int,
+        max_lifetime: float,
+        max_idle: float,
+        reconnect_timeout: float,
+        null: bool,
+        max_uses: int,
+        max_connecting: int,
+        lifetime_jitter: float,
+        liveness_bypass: float | None,
+        keepalive_interval: float | None,
+        leak_timeout: float | None,
     ) -> Self: ...
     def open(self) -> None: ...
     def checkout(self) -> Any | None: ...
@@ -98,11 +104,13 @@ class Core:
     @property
     def waiting(self) -> int: ...
     @property
-    def is_open(self) -> bool: ...
+    def is_open(self) -> bool:
+        """Accepting requests: False before open() and after close()."""
     @property
-    def closed(self) -> bool: ...
+    def was_opened(self) -> bool:
+        """open() was called, even if the pool is closed since."""
     @property
-    def opened(self) -> bool: ...
+    def max_connecting(self) -> int: ...
     max_waiting: int
     max_lifetime: float
     max_idle: float

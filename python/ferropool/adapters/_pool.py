@@ -97,13 +97,16 @@ class CorePool(Generic[C]):
             "max_lifetime": _config.seconds("max_lifetime", max_lifetime, positive=True),
             "max_idle": _config.seconds("max_idle", max_idle, positive=True),
             "reconnect_timeout": _config.seconds("reconnect_timeout", reconnect_timeout),
+            "null": False,
             "max_uses": _config.integer("max_uses", max_uses),
             # Grow for a burst of waiters on every worker at once.
-            "grow_concurrency": self.num_workers,
+            "max_connecting": self.num_workers,
+            "lifetime_jitter": _config.LIFETIME_JITTER,
             "liveness_bypass": _config.optional_seconds("liveness_bypass", liveness_bypass),
             "keepalive_interval": _config.optional_positive_seconds(
                 "keepalive_interval", keepalive_interval
             ),
+            "leak_timeout": None,
         }
         self._core = _core.Core(**self._core_args)
         self._lock = threading.Lock()
@@ -141,7 +144,7 @@ class CorePool(Generic[C]):
     @property
     def closed(self) -> bool:
         """True if the pool is closed (or not open yet)."""
-        return self._core.closed
+        return not self._core.is_open
 
     @property
     def driver(self) -> Driver | None:
@@ -200,7 +203,7 @@ class CorePool(Generic[C]):
         """Wait until min_size connections are ready; close the pool and
         raise PoolTimeout (naming the last connection error) if not."""
         timeout = _config.seconds("timeout", timeout)
-        if self._core.closed:
+        if not self._core.is_open:
             raise PoolClosed(f"the pool {self.name!r} is not open")
         if not self._core.wait_ready(timeout):
             last = self._core.last_connect_error

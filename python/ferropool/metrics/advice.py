@@ -380,7 +380,7 @@ class Watcher:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             pool = self._pool()
-            if pool is None or (pool.closed and pool._core.opened):
+            if pool is None or (pool.closed and pool._core.was_opened):
                 return
             del pool
             try:

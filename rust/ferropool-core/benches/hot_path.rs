@@ -1,17 +1,16 @@
 //! Cost of the uncontended checkout + checkin cycle in the core alone
 //! (no Python). Run: cargo bench -p ferropool-core --bench hot_path
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use ferropool_core::{Action, Checkin, Config, Pool};
+use ferropool_core::{Action, Checkin, Pool};
 
 fn main() {
-    let pool: Pool<u64> = Pool::new(Config {
-        min_size: 4,
-        max_size: 4,
-        ..Config::default()
-    })
-    .expect("valid config");
+    let pool: Pool<u64> = Pool::new(common::config(4, 4)).expect("valid config");
     pool.open().expect("opens");
     for i in 1..=4u64 {
         match pool.next_action(Duration::ZERO) {

@@ -72,7 +72,7 @@ struct Model {
 impl Model {
     fn new(min: usize, max: usize) -> Self {
         let mut cfg = config(min, max);
-        cfg.grow_concurrency = 2;
+        cfg.max_connecting = 2;
         // Every idle connection is due for a keepalive ping, so the model
         // also exercises validation tickets.
         cfg.keepalive_interval = Some(Duration::from_nanos(1));

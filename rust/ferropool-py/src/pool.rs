@@ -123,12 +123,13 @@ fn optional_seconds(param: &'static str, value: Option<f64>) -> PyResult<Option<
 
 #[pymethods]
 impl Core {
+    /// Every setting is a required keyword: the defaults are the Python
+    /// layer's (psycopg_pool's), written there once.
     #[new]
     #[pyo3(signature = (
-        *, name, min_size, max_size, max_waiting = 0, max_lifetime = 3600.0,
-        max_idle = 600.0, reconnect_timeout = 300.0, null = false, max_uses = 0,
-        grow_concurrency = 1, lifetime_jitter = 0.05, liveness_bypass = None,
-        keepalive_interval = None, leak_timeout = None
+        *, name, min_size, max_size, max_waiting, max_lifetime, max_idle,
+        reconnect_timeout, null, max_uses, max_connecting, lifetime_jitter,
+        liveness_bypass, keepalive_interval, leak_timeout
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -141,7 +142,7 @@ impl Core {
         reconnect_timeout: f64,
         null: bool,
         max_uses: i64,
-        grow_concurrency: i64,
+        max_connecting: i64,
         lifetime_jitter: f64,
         liveness_bypass: Option<f64>,
         keepalive_interval: Option<f64>,
@@ -158,7 +159,7 @@ impl Core {
             reconnect_timeout: seconds("reconnect_timeout", reconnect_timeout)
                 .map_err(config_to_py)?,
             max_uses: size_arg("max_uses", max_uses)? as u64,
-            grow_concurrency: size_arg("grow_concurrency", grow_concurrency)?,
+            max_connecting: size_arg("max_connecting", max_connecting)?,
             null,
             liveness_bypass: optional_seconds("liveness_bypass", liveness_bypass)?,
             keepalive_interval: optional_seconds("keepalive_interval", keepalive_interval)?,
@@ -511,18 +512,15 @@ impl Core {
         self.pool.waiting()
     }
 
+    /// Open: accepting requests (False before open() and after close()).
     #[getter]
     fn is_open(&self) -> bool {
         self.pool.is_open()
     }
 
+    /// open() was called, even if the pool is closed since.
     #[getter]
-    fn closed(&self) -> bool {
-        !self.pool.is_open()
-    }
-
-    #[getter]
-    fn opened(&self) -> bool {
+    fn was_opened(&self) -> bool {
         self.pool.was_opened()
     }
 
@@ -616,6 +614,11 @@ impl Core {
         self.pool
             .set_leak_timeout(optional_seconds("leak_timeout", value)?)
             .map_err(config_to_py)
+    }
+
+    #[getter]
+    fn max_connecting(&self) -> usize {
+        self.pool.max_connecting()
     }
 
     #[getter]

@@ -95,8 +95,8 @@ impl<T: Send> Pool<T> {
     /// window. Cheap (one non-blocking syscall) and only off the hottest
     /// path: a connection reused within the window is not polled.
     fn looks_dead(&self, owned: &Owned<'_, T>, now: Nanos) -> bool {
-        let bypass = self.liveness_bypass_ns.load(Ordering::Relaxed);
-        if bypass == u64::MAX {
+        let bypass = self.liveness_bypass.nanos();
+        if bypass == super::OFF {
             return false;
         }
         if self.hung_up(owned) {
@@ -221,7 +221,7 @@ impl<T: Send> Pool<T> {
         if self.null {
             return tickets;
         }
-        while self.creating.load(Ordering::SeqCst) < self.grow_concurrency.min(waiting) {
+        while self.creating.load(Ordering::SeqCst) < self.max_connecting.min(waiting) {
             match self.reserve() {
                 Some(t) => tickets.push(t),
                 None => break,

@@ -66,7 +66,7 @@ impl<T: Send> Pool<T> {
         let owned = self.own_lent(key, verify)?;
         let now = self.now();
         self.count_usage(&owned, now);
-        if self.is_closed() {
+        if self.is_closing() {
             let payload = self.release_slot(owned);
             return Ok(Self::to_close(payload, CloseReason::PoolClosed));
         }
@@ -83,7 +83,7 @@ impl<T: Send> Pool<T> {
         }
         // The server hung up while it was lent: a ping decides before anyone
         // (a waiter first of all) gets it.
-        if self.liveness_bypass_ns.load(Ordering::Relaxed) != u64::MAX && self.hung_up(&owned) {
+        if self.liveness_bypass.nanos() != super::OFF && self.hung_up(&owned) {
             let ticket = self.to_validation(owned);
             self.push_actions([Action::Validate(ticket)]);
             return Ok(Checkin::Kept);
@@ -209,7 +209,7 @@ impl<T: Send> Pool<T> {
         // `close()` sets the phase, then takes every idle slot; we published
         // `Idle`, then read the phase (SeqCst both): if close's scan may
         // have missed this slot, take it back ourselves.
-        if self.is_closed() {
+        if self.is_closing() {
             if let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) {
                 self.idle.fetch_sub(1, Ordering::SeqCst);
                 return Available::Refused(self.release_slot(owned));

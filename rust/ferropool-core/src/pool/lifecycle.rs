@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Pool, CLOSED, NEW, OPEN};
+use super::{Pool, CLOSING, NEW, OFF, OPEN};
 use crate::backoff::{Backoff, MAX_DELAY};
 use crate::clock::{saturating_nanos, Nanos};
 use crate::config::ConfigError;
@@ -50,15 +50,12 @@ impl<T: Send> Pool<T> {
                 let tickets = self.fill_to_min();
                 self.push_actions(tickets.into_iter().map(Action::Create));
                 if !self.null {
-                    let first = [
-                        self.max_idle_ns.load(Ordering::Relaxed),
-                        self.keepalive_ns.load(Ordering::Relaxed),
-                        self.leak_timeout_ns.load(Ordering::Relaxed),
-                    ]
-                    .into_iter()
-                    .filter(|d| *d != super::OFF)
-                    .min()
-                    .unwrap_or(u64::MAX);
+                    // OFF is "never": the min skips settings that are off.
+                    let first = self
+                        .max_idle_ns
+                        .load(Ordering::Relaxed)
+                        .min(self.keepalive_interval.nanos())
+                        .min(self.leak_timeout.nanos());
                     self.schedule(self.now().saturating_add(first), Timer::IdleSweep);
                 }
                 Ok(())
@@ -80,7 +77,7 @@ impl<T: Send> Pool<T> {
             if self.phase.load(Ordering::SeqCst) != OPEN {
                 return Vec::new();
             }
-            self.phase.store(CLOSED, Ordering::SeqCst);
+            self.phase.store(CLOSING, Ordering::SeqCst);
             store_load_barrier();
             let woken: Vec<_> = queue.drain(..).filter(|w| w.close()).collect();
             self.waiting.store(0, Ordering::SeqCst);
@@ -534,14 +531,14 @@ impl<T: Send> Pool<T> {
         let max_idle = self.max_idle_ns.load(Ordering::Relaxed);
         let mut next = now.saturating_add(max_idle);
         let mut actions = self.find_leaks(now, &mut next);
-        let keepalive = self.keepalive_ns.load(Ordering::Relaxed);
-        if keepalive != super::OFF {
+        let keepalive = self.keepalive_interval.nanos();
+        if keepalive != OFF {
             // Connections lent or being pinged now will be due again one
             // interval after they come back: look at least that often.
             next = next.min(now.saturating_add(keepalive));
         }
-        let leak = self.leak_timeout_ns.load(Ordering::Relaxed);
-        if leak != super::OFF {
+        let leak = self.leak_timeout.nanos();
+        if leak != OFF {
             // Leases taken after this sweep are due one timeout from now.
             next = next.min(now.saturating_add(leak));
         }
@@ -558,14 +555,13 @@ impl<T: Send> Pool<T> {
             let expires_at = slot.expires_at.load(Ordering::SeqCst);
             let surplus = self.size.load(Ordering::SeqCst) > self.min_size();
             let idle_too_long = last_returned.saturating_add(max_idle) <= now;
-            let ping_due =
-                keepalive != super::OFF && last_returned.saturating_add(keepalive) <= now;
+            let ping_due = keepalive != OFF && last_returned.saturating_add(keepalive) <= now;
             if expires_at > now && !(surplus && idle_too_long) && !ping_due {
                 next = next.min(expires_at);
                 if surplus {
                     next = next.min(last_returned.saturating_add(max_idle));
                 }
-                if keepalive != super::OFF {
+                if keepalive != OFF {
                     next = next.min(last_returned.saturating_add(keepalive));
                 }
                 continue;
@@ -580,7 +576,7 @@ impl<T: Send> Pool<T> {
                 CloseReason::Expired
             } else if surplus && last_returned.saturating_add(max_idle) <= now {
                 CloseReason::Idle
-            } else if keepalive != super::OFF && last_returned.saturating_add(keepalive) <= now {
+            } else if keepalive != OFF && last_returned.saturating_add(keepalive) <= now {
                 bump(&self.counters.keepalive_pings, 1);
                 actions.push(Action::Validate(self.to_validation(owned)));
                 continue;
@@ -607,8 +603,8 @@ impl<T: Send> Pool<T> {
 
     /// Leases held past leak_timeout, as actions (see `Action::Leak`).
     fn find_leaks(&self, now: Nanos, next: &mut Nanos) -> Vec<Action<T>> {
-        let timeout = self.leak_timeout_ns.load(Ordering::Relaxed);
-        if timeout == super::OFF {
+        let timeout = self.leak_timeout.nanos();
+        if timeout == OFF {
             return Vec::new();
         }
         let mut leaks = Vec::new();
