@@ -569,8 +569,7 @@ class BasePool:
         """Report a failed attempt; True if reconnect_failed must be called."""
         message = self._describe(ex)
         logger.warning("error connecting in %r: %s", self.name, message)
-        outcome, _ = self._core.connect_failed(ticket, message)
-        if outcome != "gave_up":
+        if self._core.connect_failed(ticket, message) != _core.ConnectOutcome.GAVE_UP:
             return False
         logger.warning(
             "reconnection attempt in pool %r failed after %s sec",

@@ -1,32 +1,109 @@
-"""Type stubs for the native module built from rust/ferropool-py."""
+"""Type stubs for the native module built from rust/ferropool-py.
+
+Checked against the built module by ``python -m mypy.stubtest
+ferropool._core``: every name, signature and property here exists there,
+and nothing public there is missing here.
+"""
 
 from collections.abc import Callable
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, final
 
 from typing_extensions import Self
 
 __all__ = [
-    "ACTION_CLOSE",
-    "ACTION_CREATE",
-    "ACTION_LEAK",
-    "ACTION_STOP",
-    "ACTION_VALIDATE",
     "MAX_POOL_SIZE",
+    "Action",
+    "ActionKind",
+    "ConnectOutcome",
     "Core",
+    "Leak",
     "Ticket",
     "Waiting",
 ]
 
-ACTION_CREATE: Final[int]
-ACTION_CLOSE: Final[int]
-ACTION_STOP: Final[int]
-ACTION_VALIDATE: Final[int]
-ACTION_LEAK: Final[int]
 MAX_POOL_SIZE: Final[int]
+"""The largest max_size the core accepts."""
 
 @final
 class Ticket:
-    """A claim on a reserved slot: open a connection and report it back."""
+    """A claim on a reserved slot: open a connection and report it back
+    (connected(), connect_failed()), or, for a validation, ping it."""
+
+    def __repr__(self) -> str: ...
+
+@final
+class ActionKind:
+    """What a maintenance worker must do (``Action.kind``)."""
+
+    CREATE: ClassVar[ActionKind]
+    """Open a connection on ``ticket``; report with connected() or
+    connect_failed()."""
+    CLOSE: ClassVar[ActionKind]
+    """Close ``conn`` (no longer counted) for ``reason``."""
+    VALIDATE: ClassVar[ActionKind]
+    """Ping the connection of ``ticket`` (claim_validation()), then give it
+    back with checkin() or discard()."""
+    LEAK: ClassVar[ActionKind]
+    """A lease outlived leak_timeout: see ``leak``."""
+    STOP: ClassVar[ActionKind]
+    """The pool closed and nothing is left to do: the worker exits."""
+    def __int__(self) -> int: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class Leak:
+    """A lease held past leak_timeout (``Action.leak``)."""
+
+    @property
+    def key(self) -> int:
+        """The connection's key: id() of the connection object."""
+    @property
+    def held(self) -> float:
+        """Seconds the lease has been held."""
+    @property
+    def first(self) -> bool:
+        """True the first time this lease is reported; later sweeps repeat
+        the action while the lease lasts."""
+
+@final
+class Action:
+    """One piece of maintenance work, from next_action()."""
+
+    @property
+    def kind(self) -> ActionKind: ...
+    @property
+    def ticket(self) -> Ticket | None:
+        """CREATE and VALIDATE: the slot to work on."""
+    @property
+    def conn(self) -> Any | None:
+        """CLOSE: the connection to close."""
+    @property
+    def reason(self) -> str | None:
+        """CLOSE: why ("idle", "expired", "max_uses", "drained", "resized",
+        "broken" or "pool closed")."""
+    @property
+    def leak(self) -> Leak | None:
+        """LEAK: the lease held too long."""
+
+@final
+class ConnectOutcome:
+    """What follows a failed connection attempt (connect_failed())."""
+
+    RETRY: ClassVar[ConnectOutcome]
+    """Another attempt is scheduled, after a backoff."""
+    GAVE_UP: ClassVar[ConnectOutcome]
+    """Attempts failed for reconnect_timeout: call reconnect_failed. The
+    pool keeps trying to reach min_size."""
+    CLOSED: ClassVar[ConnectOutcome]
+    """The pool closed: nothing more is tried."""
+    NOT_NEEDED: ClassVar[ConnectOutcome]
+    """Resized below what was reserved: no retry needed."""
+    def __int__(self) -> int: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
 
 @final
 class Waiting:
@@ -69,7 +146,9 @@ class Core:
     def wait_async(self, timeout: float, waker: Callable[[], object]) -> Any: ...
     def checkin(self, conn: Any) -> str | None: ...
     def discard(self, conn: Any, returned: bool) -> None: ...
-    def next_action(self, timeout: float) -> tuple[int, Ticket | None, Any | None, Any] | None: ...
+    def next_action(self, timeout: float) -> Action | None:
+        """The next maintenance action, waiting up to *timeout* seconds with
+        the GIL released; None on timeout."""
     def claim_validation(self, ticket: Ticket) -> Any | None: ...
     def reclaim(self, conn: Any) -> None: ...
     def failover_from(self, conn: Any) -> list[Any] | None: ...
@@ -77,7 +156,8 @@ class Core:
     def pause(self) -> None: ...
     def resume(self) -> None: ...
     def connected(self, ticket: Ticket, conn: Any, took: float, fd: int | None = None) -> bool: ...
-    def connect_failed(self, ticket: Ticket, message: str) -> tuple[str, float]: ...
+    def connect_failed(self, ticket: Ticket, message: str) -> ConnectOutcome:
+        """Report a failed attempt on *ticket* (*message* free of secrets)."""
     def connected_to_caller(
         self, ticket: Ticket, conn: Any, took: float, fd: int | None = None
     ) -> bool: ...

@@ -16,6 +16,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import _core
+from ._core import ActionKind
 
 if TYPE_CHECKING:
     from .pool import ConnectionPool
@@ -92,26 +93,26 @@ def _run(core: _core.Core, pool_ref: weakref.ref[ConnectionPool[Any]]) -> None:
             if pool_ref() is None:
                 abandon(core)
             continue
-        kind, ticket, conn, detail = action
-        if kind == _core.ACTION_STOP:
+        kind, ticket, leak = action.kind, action.ticket, action.leak
+        if kind == ActionKind.STOP:
             return
         try:
             pool = pool_ref()
-            if kind == _core.ACTION_CLOSE:
+            if kind == ActionKind.CLOSE:
                 if pool is not None:
-                    pool._close(conn, detail)
+                    pool._close(action.conn, action.reason or "")
                 else:
-                    close_quietly(conn)
+                    close_quietly(action.conn)
             elif pool is None:
-                if ticket is not None and kind == _core.ACTION_CREATE:
+                if ticket is not None and kind == ActionKind.CREATE:
                     core.connect_failed(ticket, "the pool was garbage-collected")
                 abandon(core)
-            elif kind == _core.ACTION_CREATE and ticket is not None:
+            elif kind == ActionKind.CREATE and ticket is not None:
                 pool._open_connection(ticket)
-            elif kind == _core.ACTION_VALIDATE and ticket is not None:
+            elif kind == ActionKind.VALIDATE and ticket is not None:
                 pool._validate(ticket)
-            elif kind == _core.ACTION_LEAK:
-                pool._on_leak(*detail)
+            elif kind == ActionKind.LEAK and leak is not None:
+                pool._on_leak(leak.key, leak.held, leak.first)
             del pool
         except Exception as ex:
             logger.warning(

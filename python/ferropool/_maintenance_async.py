@@ -17,6 +17,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from . import _core
+from ._core import Action, ActionKind
 
 if TYPE_CHECKING:
     from .pool_async import AsyncConnectionPool
@@ -26,8 +27,6 @@ logger = logging.getLogger("ferropool")
 # How long the dispatcher waits for an action before looking whether its
 # pool still exists.
 _IDLE_POLL = 5.0
-
-Action = tuple[int, "_core.Ticket | None", Any, Any]
 
 
 async def close_quietly_async(conn: Any) -> None:
@@ -113,7 +112,7 @@ def _dispatch(
                 abandon(core)
                 return
             continue
-        if action[0] == _core.ACTION_STOP:
+        if action.kind == ActionKind.STOP:
             for _ in range(workers):
                 post(None)
             return
@@ -137,22 +136,22 @@ async def _work(
         action = await queue.get()
         if action is None:
             return
-        kind, ticket, conn, detail = action
+        kind, ticket, leak = action.kind, action.ticket, action.leak
         try:
             pool = pool_ref()
-            if kind == _core.ACTION_CLOSE:
+            if kind == ActionKind.CLOSE:
                 if pool is not None:
-                    await pool._close(conn, detail)
+                    await pool._close(action.conn, action.reason or "")
                 else:
-                    await close_quietly_async(conn)
+                    await close_quietly_async(action.conn)
             elif pool is None:
                 pass
-            elif kind == _core.ACTION_CREATE and ticket is not None:
+            elif kind == ActionKind.CREATE and ticket is not None:
                 await pool._open_connection(ticket)
-            elif kind == _core.ACTION_VALIDATE and ticket is not None:
+            elif kind == ActionKind.VALIDATE and ticket is not None:
                 await pool._validate(ticket)
-            elif kind == _core.ACTION_LEAK:
-                await pool._on_leak(*detail)
+            elif kind == ActionKind.LEAK and leak is not None:
+                await pool._on_leak(leak.key, leak.held, leak.first)
             del pool
         except Exception as ex:
             logger.warning("maintenance action failed: %s", ex.__class__.__name__)

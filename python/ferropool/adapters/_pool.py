@@ -185,8 +185,8 @@ class CorePool(Generic[C]):
             action = self._core.next_action(0.0)
             if action is None:
                 return
-            kind, ticket, conn, detail = action
-            if kind == _core.ACTION_CREATE and ticket is not None:
+            kind, ticket = action.kind, action.ticket
+            if kind == _core.ActionKind.CREATE and ticket is not None:
                 t0 = monotonic()
                 try:
                     new = self._connect()
@@ -194,9 +194,9 @@ class CorePool(Generic[C]):
                     self._core.connect_failed(ticket, self._describe(ex))
                     raise
                 self._report_connected(ticket, new, monotonic() - t0)
-            elif kind == _core.ACTION_CLOSE:
-                self._close(cast("C", conn), str(detail))
-            elif kind == _core.ACTION_VALIDATE and ticket is not None:
+            elif kind == _core.ActionKind.CLOSE:
+                self._close(cast("C", action.conn), str(action.reason))
+            elif kind == _core.ActionKind.VALIDATE and ticket is not None:
                 self._validate(ticket)
 
     def _wait_ready(self, timeout: float) -> None:
@@ -366,8 +366,8 @@ class CorePool(Generic[C]):
         except Exception as ex:
             message = self._describe(ex)
             logger.warning("error connecting in %r: %s", self.name, message)
-            outcome, _ = self._core.connect_failed(ticket, message)
-            if outcome == "gave_up" and self._reconnect_failed is not None:
+            outcome = self._core.connect_failed(ticket, message)
+            if outcome == _core.ConnectOutcome.GAVE_UP and self._reconnect_failed is not None:
                 try:
                     self._reconnect_failed(self)
                 except Exception as ex2:

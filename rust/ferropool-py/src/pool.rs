@@ -5,21 +5,13 @@ use std::time::Duration;
 use ferropool_core::config::{positive_seconds, seconds};
 use std::sync::Mutex;
 
-use ferropool_core::{
-    Action, Begin, Checkin, Config, ConnectFailed, Connected, Loss, Pool, WaitTicket,
-};
+use ferropool_core::{Begin, Checkin, Config, ConnectFailed, Connected, Loss, Pool, WaitTicket};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::errors::{config_to_py, to_py};
 use crate::wait;
-
-pub const ACTION_CREATE: u8 = 1;
-pub const ACTION_CLOSE: u8 = 2;
-pub const ACTION_STOP: u8 = 3;
-pub const ACTION_VALIDATE: u8 = 4;
-pub const ACTION_LEAK: u8 = 5;
 
 type Conn = Py<PyAny>;
 
@@ -34,6 +26,177 @@ impl Ticket {
     fn __repr__(&self) -> String {
         format!("<Ticket slot={}>", self.inner.id)
     }
+}
+
+/// What a maintenance worker must do (`Action.kind`).
+#[pyclass(
+    frozen,
+    eq,
+    eq_int,
+    hash,
+    module = "ferropool._core",
+    name = "ActionKind"
+)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActionKind {
+    /// Open a connection on `ticket`; report with connected() or
+    /// connect_failed().
+    #[pyo3(name = "CREATE")]
+    Create,
+    /// Close `conn` (no longer counted) for `reason`.
+    #[pyo3(name = "CLOSE")]
+    Close,
+    /// Ping the connection of `ticket` (claim_validation()), then give it
+    /// back with checkin() or discard().
+    #[pyo3(name = "VALIDATE")]
+    Validate,
+    /// A lease outlived leak_timeout: see `leak`.
+    #[pyo3(name = "LEAK")]
+    Leak,
+    /// The pool closed and nothing is left to do: the worker exits.
+    #[pyo3(name = "STOP")]
+    Stop,
+}
+
+impl ActionKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Create => "CREATE",
+            ActionKind::Close => "CLOSE",
+            ActionKind::Validate => "VALIDATE",
+            ActionKind::Leak => "LEAK",
+            ActionKind::Stop => "STOP",
+        }
+    }
+}
+
+/// A lease held past leak_timeout (`Action.leak`).
+#[pyclass(frozen, module = "ferropool._core", name = "Leak")]
+pub struct Leak {
+    /// The connection's key: id() of the connection object.
+    #[pyo3(get)]
+    key: usize,
+    /// Seconds the lease has been held.
+    #[pyo3(get)]
+    held: f64,
+    /// True the first time this lease is reported (log it then); later
+    /// sweeps repeat the action while the lease lasts, so a connection
+    /// whose borrower dropped it is noticed.
+    #[pyo3(get)]
+    first: bool,
+}
+
+#[pymethods]
+impl Leak {
+    fn __repr__(&self) -> String {
+        format!(
+            "<Leak key={:#x} held={:.3} first={}>",
+            self.key,
+            self.held,
+            if self.first { "True" } else { "False" }
+        )
+    }
+}
+
+/// One piece of maintenance work, from next_action(): `kind` says what,
+/// and which of `ticket` (CREATE, VALIDATE), `conn` and `reason` (CLOSE)
+/// or `leak` (LEAK) is set.
+#[pyclass(frozen, module = "ferropool._core", name = "Action")]
+pub struct Action {
+    #[pyo3(get)]
+    kind: ActionKind,
+    #[pyo3(get)]
+    ticket: Option<Py<Ticket>>,
+    #[pyo3(get)]
+    conn: Option<Conn>,
+    reason: Option<&'static str>,
+    #[pyo3(get)]
+    leak: Option<Py<Leak>>,
+}
+
+impl Action {
+    fn new(py: Python<'_>, action: ferropool_core::Action<Conn>) -> PyResult<Self> {
+        let mut out = Self {
+            kind: ActionKind::Stop,
+            ticket: None,
+            conn: None,
+            reason: None,
+            leak: None,
+        };
+        match action {
+            ferropool_core::Action::Create(t) => {
+                out.kind = ActionKind::Create;
+                out.ticket = Some(Py::new(py, Ticket { inner: t })?);
+            }
+            ferropool_core::Action::Validate(t) => {
+                out.kind = ActionKind::Validate;
+                out.ticket = Some(Py::new(py, Ticket { inner: t })?);
+            }
+            ferropool_core::Action::Close(conn, reason) => {
+                out.kind = ActionKind::Close;
+                out.conn = Some(conn);
+                out.reason = Some(reason.as_str());
+            }
+            ferropool_core::Action::Leak { key, held, first } => {
+                out.kind = ActionKind::Leak;
+                let leak = Leak {
+                    key,
+                    held: held.as_secs_f64(),
+                    first,
+                };
+                out.leak = Some(Py::new(py, leak)?);
+            }
+            ferropool_core::Action::Stop => {}
+        }
+        Ok(out)
+    }
+}
+
+#[pymethods]
+impl Action {
+    /// Why `conn` is closed (CLOSE): "idle", "expired", "max_uses",
+    /// "drained", "resized", "broken" or "pool closed".
+    #[getter]
+    fn reason(&self) -> Option<&'static str> {
+        self.reason
+    }
+
+    fn __repr__(&self) -> String {
+        let kind = self.kind.as_str();
+        match (&self.ticket, self.reason, &self.leak) {
+            (Some(t), _, _) => format!("<Action {kind} slot={}>", t.get().inner.id),
+            (_, Some(r), _) => format!("<Action {kind} reason={r:?}>"),
+            (_, _, Some(l)) => format!("<Action {kind} {}>", l.get().__repr__()),
+            _ => format!("<Action {kind}>"),
+        }
+    }
+}
+
+/// What follows a failed connection attempt (connect_failed()).
+#[pyclass(
+    frozen,
+    eq,
+    eq_int,
+    hash,
+    module = "ferropool._core",
+    name = "ConnectOutcome"
+)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectOutcome {
+    /// Another attempt is scheduled (after a backoff).
+    #[pyo3(name = "RETRY")]
+    Retry,
+    /// Attempts failed for reconnect_timeout: the capacity is given back;
+    /// call the reconnect_failed hook. The pool keeps trying to reach
+    /// min_size.
+    #[pyo3(name = "GAVE_UP")]
+    GaveUp,
+    /// The pool closed (or the ticket is stale): nothing more is tried.
+    #[pyo3(name = "CLOSED")]
+    Closed,
+    /// The pool was resized below what was reserved: no retry needed.
+    #[pyo3(name = "NOT_NEEDED")]
+    NotNeeded,
 }
 
 /// A queued request whose end is signalled by a callback (for event loops)
@@ -101,10 +264,6 @@ fn size_arg(param: &'static str, value: i64) -> PyResult<usize> {
 fn key(conn: &Bound<'_, PyAny>) -> usize {
     conn.as_ptr() as usize
 }
-
-/// Actions a worker carries out: (kind, ticket, connection, detail).
-/// `detail` is the close reason, or for a leak `(key, seconds held, first)`.
-type ActionTuple = (u8, Option<Py<Ticket>>, Option<Conn>, Option<Py<PyAny>>);
 
 /// A wait's timeout in seconds: NaN refused, negative as zero, huge as
 /// "forever".
@@ -282,33 +441,11 @@ impl Core {
 
     /// The next maintenance action, waiting up to `timeout` seconds with
     /// the GIL released; None on timeout.
-    fn next_action(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<ActionTuple>> {
+    fn next_action(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<Action>> {
         let timeout = seconds("timeout", timeout).map_err(config_to_py)?;
-        let action = py.detach(|| self.pool.next_action(timeout));
-        let ticket = |t| Py::new(py, Ticket { inner: t });
-        Ok(match action {
-            None => None,
-            Some(Action::Create(t)) => Some((ACTION_CREATE, Some(ticket(t)?), None, None)),
-            Some(Action::Validate(t)) => Some((ACTION_VALIDATE, Some(ticket(t)?), None, None)),
-            Some(Action::Close(conn, reason)) => Some((
-                ACTION_CLOSE,
-                None,
-                Some(conn),
-                Some(reason.as_str().into_pyobject(py)?.into_any().unbind()),
-            )),
-            Some(Action::Leak { key, held, first }) => Some((
-                ACTION_LEAK,
-                None,
-                None,
-                Some(
-                    (key, held.as_secs_f64(), first)
-                        .into_pyobject(py)?
-                        .into_any()
-                        .unbind(),
-                ),
-            )),
-            Some(Action::Stop) => Some((ACTION_STOP, None, None, None)),
-        })
+        py.detach(|| self.pool.next_action(timeout))
+            .map(|a| Action::new(py, a))
+            .transpose()
     }
 
     /// Take the connection of a validation ticket (lent to the pool itself)
@@ -370,15 +507,14 @@ impl Core {
         )
     }
 
-    /// Report a failed attempt on `ticket`. Returns ("retry", delay),
-    /// ("gave_up", 0.0) after reconnect_timeout, ("closed", 0.0), or
-    /// ("not_needed", 0.0) after a resize down.
-    fn connect_failed(&self, ticket: &Ticket, message: String) -> (&'static str, f64) {
+    /// Report a failed attempt on `ticket` (`message` free of secrets):
+    /// what follows it.
+    fn connect_failed(&self, ticket: &Ticket, message: String) -> ConnectOutcome {
         match self.pool.connect_failed(ticket.inner, message) {
-            ConnectFailed::Retry(d) => ("retry", d.as_secs_f64()),
-            ConnectFailed::GaveUp => ("gave_up", 0.0),
-            ConnectFailed::Closed => ("closed", 0.0),
-            ConnectFailed::NotNeeded => ("not_needed", 0.0),
+            ConnectFailed::Retry(_) => ConnectOutcome::Retry,
+            ConnectFailed::GaveUp => ConnectOutcome::GaveUp,
+            ConnectFailed::Closed => ConnectOutcome::Closed,
+            ConnectFailed::NotNeeded => ConnectOutcome::NotNeeded,
         }
     }
 
