@@ -379,11 +379,11 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
             raise
         finally:
             timer.cancel()
-        return got.finish()
+        return await self._got(got.finish(), deadline)
 
     async def _got(self, got: Any, deadline: float) -> Any:
-        """What the core answered at once: a connection (or, for null pools,
-        a ticket to open one)."""
+        """What the core answered: a connection (or, for null pools, a
+        ticket to open one)."""
         return got
 
     async def _passes_check(self, conn: Any) -> bool:

@@ -26,8 +26,8 @@
 //!   checkout that lends it to the return (`checkin`) or `discard`, timed
 //!   for `usage_time` and watched for leaks (`leak_timeout`).
 //! - **request**: one call to borrow; **waiter**: a request queued, FIFO,
-//!   because nothing was idle. A **grant** hands a waiter a connection
-//!   through a one-shot handshake.
+//!   because nothing was idle. A **grant** hands a waiter a connection (or,
+//!   in a null pool, capacity) through a one-shot handshake.
 //! - **deadline**: when a wait gives up, computed once when it begins.
 //! - **ticket**: a claim on a slot the core parked for the front end:
 //!   open a connection in it (creation), or ping its connection
@@ -56,7 +56,9 @@
 //! - a returned or new connection goes to the oldest live waiter first, and
 //!   a waiter that gave up never swallows one;
 //! - a connection past its lifetime, drain generation or use limit is never
-//!   lent: expiry is checked at checkout and at return.
+//!   lent: expiry is checked at checkout and at return;
+//! - no request stays queued while the capacity it waits for is free (a
+//!   null pool grants freed capacity to the oldest waiter).
 //!
 //! The core must never call into the front end, block while holding a
 //! slot, or wake a waiter while holding a lock.
@@ -80,6 +82,6 @@ pub mod waiter;
 pub use config::{Config, ConfigError};
 pub use error::{NotLent, PoolError};
 pub use maintenance::{Action, CloseReason, Ticket};
-pub use pool::{Begin, Checkin, ConnectFailed, Connected, Lent, Loss, Pool, WaitTicket};
+pub use pool::{Begin, Checkin, ConnectFailed, Connected, Lent, Loss, Pool, Served, WaitTicket};
 pub use slot::SlotId;
 pub use stats::Stats;

@@ -107,7 +107,7 @@ fn waiters_are_served_in_fifo_order() {
     for (i, t) in tickets.into_iter().enumerate() {
         pool.checkin(current as usize, |c| *c == current).unwrap();
         assert!(t.waiter().is_resolved(), "waiter {i} was granted on return");
-        current = pool.finish_wait(t, |c| *c).unwrap().value;
+        current = pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value;
         order.push(i);
     }
     assert_eq!(order, vec![0, 1, 2]);
@@ -127,7 +127,10 @@ fn newcomers_queue_behind_waiters() {
     pool.checkin(held as usize, |c| *c == held).unwrap();
     // The connection went to the waiter, not to the fast path.
     assert!(pool.checkout(|c| *c).unwrap().is_none());
-    assert_eq!(pool.finish_wait(t, |c| *c).unwrap().value, held);
+    assert_eq!(
+        pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value,
+        held
+    );
 }
 
 #[test]
@@ -333,7 +336,7 @@ fn idle_sweep_shrinks_to_min_size_per_connection() {
     }
     let got: Vec<u64> = tickets
         .into_iter()
-        .map(|t| pool.finish_wait(t, |c| *c).unwrap().value)
+        .map(|t| pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value)
         .collect();
     for c in got.iter().chain([&a]) {
         pool.checkin(*c as usize, |x| x == c).unwrap();
@@ -374,7 +377,10 @@ fn null_pool_lends_a_ticket_then_closes_on_return() {
         panic!("expected to wait at max_size");
     };
     assert_eq!(pool.checkin(7, |c| *c == 7).unwrap(), Checkin::Kept);
-    assert_eq!(pool.finish_wait(t, |c| *c).unwrap().value, 7);
+    assert_eq!(
+        pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value,
+        7
+    );
     assert_eq!(
         pool.checkin(7, |c| *c == 7).unwrap(),
         Checkin::Close(7, CloseReason::Idle)
@@ -407,7 +413,7 @@ fn threads_never_share_a_connection() {
                             Begin::Ready(l) => l.value,
                             Begin::Wait(t) => {
                                 while !pool.park(&t, Duration::from_millis(100)) {}
-                                pool.finish_wait(t, |c| *c).unwrap().value
+                                pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value
                             }
                             Begin::Connect(_) => unreachable!(),
                         },

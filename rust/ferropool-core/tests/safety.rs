@@ -67,7 +67,10 @@ fn a_suspect_that_passes_its_ping_is_kept_and_handed_to_the_waiter() {
     };
     d.run(&pool);
     assert!(t.waiter().is_resolved());
-    assert_eq!(pool.finish_wait(t, |c| *c).unwrap().value, 1);
+    assert_eq!(
+        pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value,
+        1
+    );
     assert!(d.closed.is_empty());
 }
 

@@ -5,7 +5,9 @@ use std::time::Duration;
 use ferropool_core::config::{positive_seconds, seconds};
 use std::sync::Mutex;
 
-use ferropool_core::{Begin, Checkin, Config, ConnectFailed, Connected, Loss, Pool, WaitTicket};
+use ferropool_core::{
+    Begin, Checkin, Config, ConnectFailed, Connected, Loss, Pool, Served, WaitTicket,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -216,18 +218,20 @@ impl Waiting {
 
 #[pymethods]
 impl Waiting {
-    /// The granted connection; PoolTimeout if none came in time (the wait
-    /// is abandoned now if still pending); PoolClosed if the pool closed.
-    fn finish(&self, py: Python<'_>) -> PyResult<Conn> {
+    /// The granted connection, or (null pools) a Ticket to open one on;
+    /// PoolTimeout if none came in time (the wait is abandoned now if still
+    /// pending); PoolClosed if the pool closed.
+    fn finish(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let ticket = self
             .take()
             .ok_or_else(|| PyValueError::new_err("this wait is already finished"))?;
-        self.core
+        let served = self
+            .core
             .get()
             .pool
             .finish_wait(ticket, |c| c.clone_ref(py))
-            .map(|l| l.value)
-            .map_err(|e| to_py(py, e))
+            .map_err(|e| to_py(py, e))?;
+        to_python(py, served)
     }
 
     /// Stop waiting. A connection granted meanwhile goes back to the pool;
@@ -263,6 +267,15 @@ fn size_arg(param: &'static str, value: i64) -> PyResult<usize> {
 #[inline]
 fn key(conn: &Bound<'_, PyAny>) -> usize {
     conn.as_ptr() as usize
+}
+
+/// What a finished wait got, for Python: the connection, or (null pools)
+/// a Ticket to open one on.
+fn to_python(py: Python<'_>, served: Served<Conn>) -> PyResult<Py<PyAny>> {
+    match served {
+        Served::Lent(l) => Ok(l.value),
+        Served::Connect(t) => Ok(Py::new(py, Ticket { inner: t })?.into_any()),
+    }
 }
 
 /// A wait's timeout in seconds: NaN refused, negative as zero, huge as
@@ -345,7 +358,8 @@ impl Core {
 
     /// Slow path: wait up to `timeout` seconds in FIFO order, with the GIL
     /// released. Returns a connection, or a Ticket (null pools with spare
-    /// capacity: open the connection yourself).
+    /// capacity, found at once or granted while waiting: open the
+    /// connection yourself).
     fn wait(&self, py: Python<'_>, timeout: f64) -> PyResult<Py<PyAny>> {
         let timeout = wait_timeout(timeout)?;
         let begin = self
@@ -372,10 +386,11 @@ impl Core {
                 return Err(e);
             }
         }
-        self.pool
+        let served = self
+            .pool
             .finish_wait(ticket, |c| c.clone_ref(py))
-            .map(|l| l.value)
-            .map_err(|e| to_py(py, e))
+            .map_err(|e| to_py(py, e))?;
+        to_python(py, served)
     }
 
     /// Slow path for event loops: queue in FIFO order without blocking.

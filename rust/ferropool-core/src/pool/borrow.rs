@@ -6,7 +6,7 @@ use super::{Checkin, Pool};
 use crate::clock::{saturating_nanos, Nanos};
 use crate::error::PoolError;
 use crate::maintenance::{Action, CloseReason, Ticket};
-use crate::slot::{Owned, Phase, SlotId};
+use crate::slot::{phase_of, Owned, Phase, SlotId};
 use crate::stats::bump;
 use crate::sync::{lock, store_load_barrier, Arc, Ordering};
 use crate::waiter::{Outcome, Waiter, WakeFn};
@@ -33,6 +33,27 @@ impl WaitTicket {
     }
 }
 
+/// What a finished wait was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Served<R> {
+    /// A connection, lent to the caller.
+    Lent(Lent<R>),
+    /// Null pool: capacity was freed for this request. Open a connection on
+    /// the ticket and report it with `connected_to_caller` (or
+    /// `connect_failed_caller`), as after [`Begin::Connect`].
+    Connect(Ticket),
+}
+
+impl<R> Served<R> {
+    /// The lent connection, if a connection was handed over.
+    pub fn lent(self) -> Option<Lent<R>> {
+        match self {
+            Served::Lent(l) => Some(l),
+            Served::Connect(_) => None,
+        }
+    }
+}
+
 /// What a request that found nothing idle must do next.
 #[derive(Debug)]
 pub enum Begin<R> {
@@ -41,7 +62,9 @@ pub enum Begin<R> {
     /// Null pool with spare capacity: open a connection on this ticket
     /// yourself and report it with `connected_to_caller`.
     Connect(Ticket),
-    /// Queued: wait on the ticket, then call `finish_wait`.
+    /// Queued: wait on the ticket, then call `finish_wait` (or
+    /// `cancel_wait`). A null pool's request may be granted capacity (a
+    /// connect ticket) instead of a connection.
     Wait(WaitTicket),
 }
 
@@ -177,7 +200,9 @@ impl<T: Send> Pool<T> {
         let deadline = now.saturating_add(saturating_nanos(timeout));
         let mut queue = lock(&self.queue);
         self.check_open()?;
-        if self.null && !self.is_paused() {
+        // A null pool's spare capacity goes to this request, unless earlier
+        // ones are queued: it must not overtake them.
+        if self.null && queue.is_empty() && !self.is_paused() {
             if let Some(ticket) = self.reserve() {
                 return Ok(Begin::Connect(ticket));
             }
@@ -205,7 +230,17 @@ impl<T: Send> Pool<T> {
         let waiter = Arc::new(Waiter::new(on_wake));
         queue.push_back(waiter.clone());
         let grow = self.grow_for_waiters(queue.len());
+        // Null pool: capacity left free while requests queue (they were
+        // queued before it was freed, and its grant is still to come) goes
+        // to the oldest now; this request may be among those served.
+        let mut woken = Vec::new();
+        if self.null {
+            self.grant_capacity_locked(&mut queue, &mut woken);
+        }
         drop(queue);
+        for w in woken {
+            w.wake();
+        }
         self.push_actions(grow.into_iter().map(Action::Create));
         Ok(Begin::Wait(WaitTicket {
             waiter,
@@ -243,23 +278,29 @@ impl<T: Send> Pool<T> {
         self.clock.precise() >= ticket.deadline
     }
 
-    /// End a wait: take the granted connection, or give up (timeout). Safe
-    /// to call before the deadline too (the waiter gives up then).
+    /// End a wait: take the granted connection (or, null pools, the
+    /// granted capacity), or give up (timeout). Safe to call before the
+    /// deadline too (the waiter gives up then).
     pub fn finish_wait<R>(
         &self,
         ticket: WaitTicket,
         read: impl FnOnce(&T) -> R,
-    ) -> Result<Lent<R>, PoolError> {
+    ) -> Result<Served<R>, PoolError> {
         let outcome = ticket.waiter.resolve();
         self.record_wait(self.clock.precise().saturating_sub(ticket.queued_at));
         let now = self.now();
         match outcome {
+            // Capacity granted as a slot still `Reserved`: the word is the
+            // ticket, claimed when the caller reports its attempt.
+            Outcome::Granted { id, word } if phase_of(word) == Phase::Reserved => {
+                Ok(Served::Connect(Ticket { id, word }))
+            }
             Outcome::Granted { id, word } => {
                 let owned = self
                     .slot_of(id)
                     .claim(id, word, Phase::Handoff)
                     .expect("a granted slot waits in Handoff for its waiter");
-                Ok(self.lend(owned, now, false, read))
+                Ok(Served::Lent(self.lend(owned, now, false, read)))
             }
             Outcome::Closed => {
                 bump(&self.counters.requests_errors, 1);
@@ -282,12 +323,19 @@ impl<T: Send> Pool<T> {
 
     /// Abandon a wait that the caller no longer wants (cancelled task,
     /// KeyboardInterrupt). A connection granted in the meantime goes back
-    /// to the pool, never lost with the caller; if the pool closed
-    /// meanwhile it is returned for the caller to close.
+    /// to the pool (or to the next waiter), never lost with the caller; if
+    /// the pool closed meanwhile it is returned for the caller to close.
+    /// Capacity granted meanwhile (null pools) goes to the next waiter.
     #[must_use = "a payload returned here must be closed"]
     pub fn cancel_wait(&self, ticket: WaitTicket) -> Option<T> {
         let mut to_close = None;
         match ticket.waiter.resolve() {
+            Outcome::Granted { id, word } if phase_of(word) == Phase::Reserved => {
+                if let Some(owned) = self.claim_ticket(Ticket { id, word }) {
+                    let _empty = self.release_reserved(owned);
+                    self.after_capacity_change();
+                }
+            }
             Outcome::Granted { id, word } => {
                 let owned = self
                     .slot_of(id)

@@ -1,5 +1,13 @@
 //! Giving connections back: returns, discards, handoff to the oldest
 //! waiter, and retiring connections that must not be lent again.
+//!
+//! Whatever frees capacity while requests are queued must pass it on: in a
+//! full pool as a replacement being opened (`after_capacity_change` grows
+//! for waiters), in a null pool as a connect ticket granted to the oldest
+//! waiter (`grant_capacity`). Nothing here may leave a request queued
+//! while the capacity it waits for is free.
+
+use std::collections::VecDeque;
 
 use super::Pool;
 use crate::clock::Nanos;
@@ -230,7 +238,7 @@ impl<T: Send> Pool<T> {
     /// the slot back (in `Returning`) when nobody is waiting any more.
     fn grant_oldest<'a>(
         &self,
-        queue: &mut std::collections::VecDeque<Arc<Waiter>>,
+        queue: &mut VecDeque<Arc<Waiter>>,
         mut owned: Owned<'a, T>,
     ) -> Result<Arc<Waiter>, Owned<'a, T>> {
         owned.advance(Phase::Handoff);
@@ -315,9 +323,13 @@ impl<T: Send> Pool<T> {
     }
 
     /// Capacity was freed or needs changed: refill to min_size and grow for
-    /// queued requests.
+    /// queued requests (null pools: grant the capacity to them).
     pub(super) fn after_capacity_change(&self) {
         if !self.is_open() {
+            return;
+        }
+        if self.null {
+            self.grant_capacity();
             return;
         }
         let mut tickets = self.fill_to_min();
@@ -326,6 +338,53 @@ impl<T: Send> Pool<T> {
             tickets.extend(self.grow_for_waiters(queue.len()));
         }
         self.push_actions(tickets.into_iter().map(Action::Create));
+    }
+
+    /// Null pool: give free capacity to the oldest queued requests, each as
+    /// a connect ticket (what `begin_wait` gives a request that finds
+    /// capacity). Taken under the queue lock, after the capacity was freed:
+    /// a request queueing meanwhile either finds the capacity itself or is
+    /// in the queue when this looks.
+    pub(super) fn grant_capacity(&self) {
+        let mut woken = Vec::new();
+        {
+            let mut queue = lock(&self.queue);
+            self.grant_capacity_locked(&mut queue, &mut woken);
+        }
+        for w in woken {
+            w.wake();
+        }
+    }
+
+    /// [`Pool::grant_capacity`] with the queue locked; the caller wakes
+    /// `woken` once every lock is released.
+    pub(super) fn grant_capacity_locked(
+        &self,
+        queue: &mut VecDeque<Arc<Waiter>>,
+        woken: &mut Vec<Arc<Waiter>>,
+    ) {
+        while !queue.is_empty() && !self.is_paused() && self.is_open() {
+            let Some(ticket) = self.reserve() else {
+                return;
+            };
+            let mut granted = false;
+            while let Some(w) = queue.pop_front() {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                // The word is `Reserved`: the waiter knows it got capacity.
+                if w.grant(ticket.id, ticket.word) {
+                    woken.push(w);
+                    granted = true;
+                    break;
+                }
+            }
+            if !granted {
+                // Everyone queued had given up: nobody to open it for.
+                if let Some(owned) = self.claim_ticket(ticket) {
+                    let _empty = self.release_reserved(owned);
+                }
+                return;
+            }
+        }
     }
 
     /// Reserve slots until the pool counts min_size connections.

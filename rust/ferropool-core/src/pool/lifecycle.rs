@@ -272,12 +272,12 @@ impl<T: Send> Pool<T> {
     }
 
     /// Give back the capacity of a reserved slot whose attempt is over.
-    fn release_reserved(&self, owned: Owned<'_, T>) -> Option<T> {
+    pub(super) fn release_reserved(&self, owned: Owned<'_, T>) -> Option<T> {
         self.creating.fetch_sub(1, Ordering::SeqCst);
         self.release_slot(owned)
     }
 
-    fn claim_ticket(&self, ticket: Ticket) -> Option<Owned<'_, T>> {
+    pub(super) fn claim_ticket(&self, ticket: Ticket) -> Option<Owned<'_, T>> {
         self.slots
             .get(ticket.id)?
             .claim(ticket.id, ticket.word, Phase::Reserved)
@@ -358,13 +358,14 @@ impl<T: Send> Pool<T> {
     }
 
     /// Null pool: the requesting thread failed to connect; give the
-    /// reserved capacity back.
+    /// reserved capacity back (to the oldest queued request, if any).
     pub fn connect_failed_caller(&self, ticket: Ticket, message: String) {
         let Some(owned) = self.claim_ticket(ticket) else {
             return;
         };
         self.count_failed_attempt(message);
         let _ = self.release_reserved(owned);
+        self.after_capacity_change();
     }
 
     /// Take the connection held by a validation ticket, lent to the pool

@@ -39,7 +39,7 @@ use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::table::SlotTable;
 use crate::waiter::Waiter;
 
-pub use borrow::{Begin, Lent, WaitTicket};
+pub use borrow::{Begin, Lent, Served, WaitTicket};
 pub use give_back::{Checkin, Loss};
 pub use lifecycle::{ConnectFailed, Connected};
 
