@@ -142,6 +142,7 @@ class BasePool:
         max_uses: int,
         max_connecting: int,
         expect_primary: bool,
+        lifo: bool,
         on_connect: Any,
         on_checkout: Any,
         on_checkin: Any,
@@ -182,6 +183,7 @@ class BasePool:
             "max_connecting", max_connecting, minimum=1, maximum=_config.MAX_WORKERS
         )
         self.expect_primary = _config.flag("expect_primary", expect_primary)
+        lifo = _config.flag("lifo", lifo)
         # What the connections point at (PostgreSQL, or PgBouncer in session
         # or transaction mode): see ferropool.pgbouncer.
         self.server = pgbouncer.server_option(
@@ -226,6 +228,7 @@ class BasePool:
             "null": self._null,
             "max_uses": max_uses,
             "max_connecting": max_connecting,
+            "lifo": lifo,
             "lifetime_jitter": _config.LIFETIME_JITTER,
             "liveness_bypass": liveness_bypass,
             "keepalive_interval": keepalive_interval,
@@ -280,6 +283,12 @@ class BasePool:
     def closed(self) -> bool:
         """True if the pool is closed (or not open yet)."""
         return not self._core.is_open
+
+    @property
+    def lifo(self) -> bool:
+        """True: the connection returned last is lent first; False (the
+        default): use is spread over the idle connections."""
+        return self._core.lifo
 
     @property
     def max_waiting(self) -> int:

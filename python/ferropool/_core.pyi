@@ -137,6 +137,7 @@ class Core:
         null: bool,
         max_uses: int,
         max_connecting: int,
+        lifo: bool,
         lifetime_jitter: float,
         liveness_bypass: float | None,
         keepalive_interval: float | None,
@@ -195,6 +196,10 @@ class Core:
         """open() was called, even if the pool is closed since."""
     @property
     def max_connecting(self) -> int: ...
+    @property
+    def lifo(self) -> bool:
+        """True: the connection returned last is lent first; False: use is
+        spread over the idle connections."""
     max_waiting: int
     max_lifetime: float
     max_idle: float

@@ -146,6 +146,47 @@ def test_same_connection_comes_back(dsn: str) -> None:
                 assert backend_pid(conn) == pid
 
 
+def _backends_serving(pool: ConnectionPool[Any], requests: int) -> list[int]:
+    """How many of *requests* sequential requests each backend served,
+    most first."""
+    served: dict[int, int] = {}
+    for _ in range(requests):
+        with pool.connection() as conn:
+            pid = backend_pid(conn)
+            served[pid] = served.get(pid, 0) + 1
+    return sorted(served.values(), reverse=True)
+
+
+def test_use_is_spread_over_idle_connections_by_default(dsn: str) -> None:
+    """As psycopg_pool (its idle queue is FIFO): 100 sequential requests on 4
+    idle connections go 25/25/25/25, so every backend is used (per-backend
+    state, load_balance_hosts) and none goes cold."""
+    with ConnectionPool(dsn, min_size=4, open=True) as pool:
+        pool.wait(DEADLINE)
+        assert pool.lifo is False
+        assert _backends_serving(pool, 100) == [25, 25, 25, 25]
+
+
+def test_lifo_lends_the_connection_returned_last(dsn: str) -> None:
+    """lifo=True (SQLAlchemy's pool_use_lifo): sequential requests reuse the
+    connection returned last; the others stay idle."""
+    with ConnectionPool(dsn, min_size=4, lifo=True, open=True) as pool:
+        pool.wait(DEADLINE)
+        assert pool.lifo is True
+        assert _backends_serving(pool, 100) == [100]
+        # Two held, the first given back: it is the next one lent.
+        a, b = pool.getconn(), pool.getconn()
+        pool.putconn(a)
+        with pool.connection() as conn:
+            assert conn is a
+        pool.putconn(b)
+
+
+def test_lifo_must_be_a_bool(dsn: str) -> None:
+    with pytest.raises(TypeError, match=r"lifo must be a bool, got 'yes'"):
+        ConnectionPool(dsn, lifo="yes", open=False)  # type: ignore[arg-type]
+
+
 class TaggedConnection(psycopg.Connection[Any]):
     """A user's connection subclass, as psycopg_pool's connection_class allows."""
 

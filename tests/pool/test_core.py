@@ -23,6 +23,7 @@ SETTINGS: dict[str, Any] = {
     "null": False,
     "max_uses": 0,
     "max_connecting": 1,
+    "lifo": False,
     "lifetime_jitter": 0.05,
     "liveness_bypass": None,
     "keepalive_interval": None,

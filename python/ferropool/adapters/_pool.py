@@ -101,6 +101,7 @@ class CorePool(Generic[C]):
             "max_uses": _config.integer("max_uses", max_uses),
             # Grow for a burst of waiters on every worker at once.
             "max_connecting": self.num_workers,
+            "lifo": False,
             "lifetime_jitter": _config.LIFETIME_JITTER,
             "liveness_bypass": _config.optional_seconds("liveness_bypass", liveness_bypass),
             "keepalive_interval": _config.optional_positive_seconds(

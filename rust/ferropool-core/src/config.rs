@@ -38,6 +38,13 @@ pub struct Config {
     pub max_uses: u64,
     /// How many connections may be opened at once to serve waiting requests.
     pub max_connecting: usize,
+    /// Checkout order among idle connections: `false` spreads use over them
+    /// (each checkout starts looking after the slot lent last, so sequential
+    /// requests rotate as with psycopg_pool's FIFO deque); `true` lends the
+    /// lowest idle slot first (the connection used last is reused: hot
+    /// caches, and idle surplus above min_size ages out under light load,
+    /// as SQLAlchemy's `pool_use_lifo`).
+    pub lifo: bool,
     /// Null pool: connections are not kept after use; the requesting thread
     /// opens its own connection when there is capacity.
     pub null: bool,
@@ -223,6 +230,7 @@ mod tests {
             reconnect_timeout: Duration::from_secs(60),
             max_uses: 0,
             max_connecting: 1,
+            lifo: false,
             null: false,
             liveness_bypass: None,
             keepalive_interval: None,

@@ -44,6 +44,8 @@
 //!   closed.
 //! - **action**: work for the front end's workers (create, close,
 //!   validate, leak report, stop), taken with `next_action`.
+//! - **lifo**: checkout order; off (the default) spreads use over the idle
+//!   connections, on reuses the one returned last.
 //! - **off**: an optional duration that is `None` (Python `None`); inside,
 //!   one sentinel for all of them.
 //! - **open / closing**: `open()` starts the pool; `close()` moves it to

@@ -468,3 +468,40 @@ fn a_grant_cancelled_after_close_is_closed_not_kept() {
     assert_eq!(pool.phase_counts()[2], 0);
     assert_eq!(pool.size(), 0);
 }
+
+/// How many of `n` sequential checkouts each connection served.
+fn served_per_connection(pool: &Pool<u64>, n: usize) -> Vec<usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let c = pool.checkout(|c| *c).unwrap().unwrap().value;
+        *counts.entry(c).or_insert(0) += 1;
+        pool.checkin(c as usize, |x| *x == c).unwrap();
+    }
+    counts.into_values().collect()
+}
+
+#[test]
+fn sequential_checkouts_spread_over_idle_connections_by_default() {
+    let (pool, _) = filled(4, 4);
+    assert!(!pool.lifo());
+    assert_eq!(served_per_connection(&pool, 100), vec![25, 25, 25, 25]);
+    // Some lent meanwhile: the others still share the load.
+    let held = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let counts = served_per_connection(&pool, 90);
+    assert_eq!(counts, vec![30, 30, 30], "held {held}: {counts:?}");
+}
+
+#[test]
+fn lifo_reuses_the_connection_returned_last() {
+    let mut cfg = config(4, 4);
+    cfg.lifo = true;
+    let pool = Pool::new(cfg).unwrap();
+    pool.open().unwrap();
+    Driver::new().run(&pool);
+    assert_eq!(served_per_connection(&pool, 100), vec![100]);
+    let a = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let b = pool.checkout(|c| *c).unwrap().unwrap().value;
+    pool.checkin(a as usize, |x| *x == a).unwrap();
+    assert_eq!(pool.checkout(|c| *c).unwrap().unwrap().value, a);
+    pool.checkin(b as usize, |x| *x == b).unwrap();
+}

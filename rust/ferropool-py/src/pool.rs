@@ -300,7 +300,7 @@ impl Core {
     #[new]
     #[pyo3(signature = (
         *, name, min_size, max_size, max_waiting, max_lifetime, max_idle,
-        reconnect_timeout, null, max_uses, max_connecting, lifetime_jitter,
+        reconnect_timeout, null, max_uses, max_connecting, lifo, lifetime_jitter,
         liveness_bypass, keepalive_interval, leak_timeout
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -315,6 +315,7 @@ impl Core {
         null: bool,
         max_uses: i64,
         max_connecting: i64,
+        lifo: bool,
         lifetime_jitter: f64,
         liveness_bypass: Option<f64>,
         keepalive_interval: Option<f64>,
@@ -332,6 +333,7 @@ impl Core {
                 .map_err(config_to_py)?,
             max_uses: size_arg("max_uses", max_uses)? as u64,
             max_connecting: size_arg("max_connecting", max_connecting)?,
+            lifo,
             null,
             liveness_bypass: optional_seconds("liveness_bypass", liveness_bypass)?,
             keepalive_interval: optional_seconds("keepalive_interval", keepalive_interval)?,
@@ -770,6 +772,13 @@ impl Core {
     #[getter]
     fn max_connecting(&self) -> usize {
         self.pool.max_connecting()
+    }
+
+    /// Checkout order: True reuses the connection returned last; False
+    /// spreads use over the idle connections.
+    #[getter]
+    fn lifo(&self) -> bool {
+        self.pool.lifo()
     }
 
     #[getter]

@@ -88,12 +88,24 @@ impl<T: Send> Pool<T> {
             .map(|(owned, now)| self.lend(owned, now, false, read)))
     }
 
-    /// Take the first idle slot that may be lent: expired ones are retired
-    /// and suspect ones (see `liveness`) sent for validation on the way.
-    /// The slot comes back still owned, ready for `lend`.
+    /// Take an idle slot that may be lent: expired ones are retired and
+    /// suspect ones (see `liveness`) sent for validation on the way. The
+    /// slot comes back still owned, ready for `lend`, with the time read
+    /// for its lease.
+    ///
+    /// Which idle slot: with `lifo`, the lowest (the connection returned
+    /// last is reused); otherwise the first after the slot lent last, so
+    /// use rotates over every idle connection, as psycopg_pool's FIFO deque
+    /// does. The cursor is a hint read and written with relaxed atomics
+    /// (the slot's compare-and-set is what decides), on a line of its own.
     pub(super) fn take_idle(&self) -> Option<(Owned<'_, T>, Nanos)> {
         let mut now = None;
-        for (id, slot) in self.slots.iter() {
+        let start = if self.lifo {
+            0
+        } else {
+            self.cursor.0.load(Ordering::Relaxed)
+        };
+        for (id, slot) in self.slots.iter_from(start) {
             let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) else {
                 continue;
             };
@@ -108,6 +120,9 @@ impl<T: Send> Pool<T> {
                 let ticket = self.to_validation(owned);
                 self.push_actions([Action::Validate(ticket)]);
                 continue;
+            }
+            if !self.lifo {
+                self.cursor.0.store(id as usize + 1, Ordering::Relaxed);
             }
             return Some((owned, t));
         }

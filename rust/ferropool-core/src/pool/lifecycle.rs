@@ -145,8 +145,8 @@ impl<T: Send> Pool<T> {
     }
 
     fn take_any_idle(&self) -> Option<Owned<'_, T>> {
-        // Highest slots first: they are the least used (checkout scans from
-        // the lowest).
+        // Highest slots first: with `lifo` they are the least used
+        // (checkout scans from the lowest); otherwise any will do.
         for (id, slot) in self.slots.iter().rev() {
             if let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) {
                 self.idle.fetch_sub(1, Ordering::SeqCst);

@@ -85,6 +85,13 @@ impl OptionalNanos {
     }
 }
 
+/// A value alone on its cache line, so that writing it (the checkout
+/// cursor) does not evict the read-mostly fields next to it from other
+/// cores' caches.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
 /// A connection pool core holding payloads of type `T` (connections).
 pub struct Pool<T> {
     name: String,
@@ -117,6 +124,12 @@ pub struct Pool<T> {
     lifetime_jitter: f64,
     max_connecting: usize,
     null: bool,
+    lifo: bool,
+    /// Where the next checkout starts looking for an idle slot (unless
+    /// `lifo`): one past the slot lent last. A hint, not a claim: racing
+    /// checkouts may start at the same slot, and the compare-and-set on the
+    /// slot decides.
+    cursor: Padded<AtomicUsize>,
     drain_generation: AtomicU64,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     maint: Mutex<MaintState<T>>,
@@ -172,6 +185,8 @@ impl<T: Send> Pool<T> {
             lifetime_jitter: config.lifetime_jitter,
             max_connecting: config.max_connecting,
             null: config.null,
+            lifo: config.lifo,
+            cursor: Padded(AtomicUsize::new(0)),
             drain_generation: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
             maint: Mutex::new(MaintState::default()),
@@ -308,6 +323,10 @@ impl<T: Send> Pool<T> {
 
     pub fn max_connecting(&self) -> usize {
         self.max_connecting
+    }
+
+    pub fn lifo(&self) -> bool {
+        self.lifo
     }
 
     pub fn is_null(&self) -> bool {

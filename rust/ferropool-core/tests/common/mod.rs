@@ -12,7 +12,8 @@ pub type TestPool = Pool<u64>;
 
 /// A configuration with every setting spelled out (the core has no
 /// defaults: the front end owns them): psycopg_pool's sizes and lifetimes,
-/// one connection opened at a time, and the optional checks off.
+/// one connection opened at a time, use spread over idle connections, and
+/// the optional checks off.
 pub fn config(min_size: usize, max_size: usize) -> Config {
     Config {
         name: "test".into(),
@@ -25,6 +26,7 @@ pub fn config(min_size: usize, max_size: usize) -> Config {
         reconnect_timeout: Duration::from_secs(300),
         max_uses: 0,
         max_connecting: 1,
+        lifo: false,
         null: false,
         liveness_bypass: None,
         keepalive_interval: None,
