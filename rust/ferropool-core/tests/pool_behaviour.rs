@@ -505,3 +505,27 @@ fn lifo_reuses_the_connection_returned_last() {
     assert_eq!(pool.checkout(|c| *c).unwrap().unwrap().value, a);
     pool.checkin(b as usize, |x| *x == b).unwrap();
 }
+
+#[test]
+fn lease_times_are_measured_to_the_microsecond() {
+    // The usage histogram's figure for a lease lies between two readings
+    // of another clock taken inside and around the same lease: the coarse
+    // clock used before read 0 or a whole tick (1-4 ms) for it.
+    let (pool, _) = filled(1, 1);
+    let mut inner = Duration::ZERO;
+    let mut outer = Duration::ZERO;
+    for _ in 0..20 {
+        let around = std::time::Instant::now();
+        let c = pool.checkout(|c| *c).unwrap().unwrap().value;
+        let within = std::time::Instant::now();
+        while within.elapsed() < Duration::from_micros(100) {}
+        inner += within.elapsed();
+        pool.checkin(c as usize, |x| *x == c).unwrap();
+        outer += around.elapsed();
+    }
+    let [_, (name, usage), _] = pool.histograms(false);
+    assert_eq!((name, usage.count()), ("usage_time", 20));
+    let recorded = Duration::from_secs_f64(usage.sum);
+    assert!(recorded >= inner, "{recorded:?} recorded, {inner:?} held");
+    assert!(recorded <= outer, "{recorded:?} recorded, {outer:?} around");
+}

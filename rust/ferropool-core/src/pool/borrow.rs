@@ -211,7 +211,7 @@ impl<T: Send> Pool<T> {
         on_wake: Option<WakeFn>,
         read: impl FnOnce(&T) -> R,
     ) -> Result<Begin<R>, PoolError> {
-        let now = self.clock.precise();
+        let now = self.now();
         let deadline = now.saturating_add(saturating_nanos(timeout));
         let mut queue = lock(&self.queue);
         self.check_open()?;
@@ -290,7 +290,7 @@ impl<T: Send> Pool<T> {
 
     /// Whether the ticket's deadline has passed.
     pub fn expired(&self, ticket: &WaitTicket) -> bool {
-        self.clock.precise() >= ticket.deadline
+        self.now() >= ticket.deadline
     }
 
     /// End a wait: take the granted connection (or, null pools, the
@@ -302,8 +302,8 @@ impl<T: Send> Pool<T> {
         read: impl FnOnce(&T) -> R,
     ) -> Result<Served<R>, PoolError> {
         let outcome = ticket.waiter.resolve();
-        self.record_wait(self.clock.precise().saturating_sub(ticket.queued_at));
         let now = self.now();
+        self.record_wait(now.saturating_sub(ticket.queued_at));
         match outcome {
             // Capacity granted as a slot still `Reserved`: the word is the
             // ticket, claimed when the caller reports its attempt.
@@ -379,7 +379,7 @@ impl<T: Send> Pool<T> {
             Outcome::Closed => {}
         }
         bump(&self.counters.requests_errors, 1);
-        self.record_wait(self.clock.precise().saturating_sub(ticket.queued_at));
+        self.record_wait(self.now().saturating_sub(ticket.queued_at));
         to_close
     }
 

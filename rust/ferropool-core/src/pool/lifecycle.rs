@@ -465,7 +465,7 @@ impl<T: Send> Pool<T> {
     pub fn next_action(&self, timeout: Duration) -> Option<Action<T>> {
         let deadline = self.clock.deadline(timeout);
         loop {
-            let now = self.clock.precise();
+            let now = self.now();
             let due: Vec<Timer> = {
                 let mut m = lock(&self.maint);
                 std::iter::from_fn(|| m.pop_due(now)).collect()
@@ -482,7 +482,7 @@ impl<T: Send> Pool<T> {
                 self.maint_cond.notify_all();
                 return Some(Action::Stop);
             }
-            let now = self.clock.precise();
+            let now = self.now();
             if now >= deadline {
                 return None;
             }
