@@ -69,7 +69,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod error;
-mod hangup;
+pub mod hangup;
 pub mod histogram;
 mod jitter;
 pub mod liveness;

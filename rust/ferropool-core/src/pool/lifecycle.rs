@@ -39,14 +39,18 @@ pub enum ConnectFailed {
 }
 
 impl<T: Send> Pool<T> {
-    /// Start accepting requests and open min_size connections. Opening an
-    /// open pool does nothing; a closed pool cannot be reopened.
+    /// Start accepting requests and open min_size connections; start the
+    /// hang-up watch. Opening an open pool does nothing; a closed pool
+    /// cannot be reopened.
     pub fn open(&self) -> Result<(), PoolError> {
         match self
             .phase
             .compare_exchange(NEW, OPEN, Ordering::SeqCst, Ordering::SeqCst)
         {
             Ok(_) => {
+                if let Some(h) = &self.hangup {
+                    h.start(&self.name);
+                }
                 let tickets = self.fill_to_min();
                 self.push_actions(tickets.into_iter().map(Action::Create));
                 if !self.null {
@@ -68,7 +72,8 @@ impl<T: Send> Pool<T> {
     }
 
     /// Close the pool: fail every waiter with `Closed`, stop the workers
-    /// once their queue is empty, and return the idle connections for the
+    /// once their queue is empty, stop the hang-up watch (its thread joined,
+    /// its descriptors closed), and return the idle connections for the
     /// caller to close. Lent connections are closed when they come back.
     /// Closing a pool that was never opened does nothing (as psycopg_pool).
     pub fn close(&self) -> Vec<T> {
@@ -124,6 +129,12 @@ impl<T: Send> Pool<T> {
         {
             let _g = lock(&self.ready);
             self.ready_cond.notify_all();
+        }
+        // Connections still lent may come back and be looked up on the
+        // board; with the watch stopped they read as not hung up, and they
+        // are closed on return anyway.
+        if let Some(h) = &self.hangup {
+            h.stop();
         }
         payloads
     }

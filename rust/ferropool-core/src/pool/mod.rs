@@ -139,7 +139,8 @@ pub struct Pool<T> {
     ready_cond: Condvar,
     ready_watchers: AtomicUsize,
     counters: Counters,
-    /// Hang-up watch for idle connections (not for null pools).
+    /// Hang-up watch for idle connections (not for null pools); its thread
+    /// and descriptors exist only while the pool is open.
     hangup: Option<crate::hangup::HangupWatch>,
     last_connect_error: Mutex<Option<String>>,
 }
@@ -195,7 +196,7 @@ impl<T: Send> Pool<T> {
             ready_cond: Condvar::new(),
             ready_watchers: AtomicUsize::new(0),
             counters: Counters::default(),
-            hangup: (!config.null).then(|| crate::hangup::HangupWatch::start(&config.name)),
+            hangup: (!config.null).then(crate::hangup::HangupWatch::new),
             last_connect_error: Mutex::new(None),
         })
     }
@@ -331,6 +332,12 @@ impl<T: Send> Pool<T> {
 
     pub fn is_null(&self) -> bool {
         self.null
+    }
+
+    /// How the hang-up watch learns of hang-ups (None: null pools have no
+    /// watch), and whether its thread runs (only while the pool is open).
+    pub fn hangup_watch(&self) -> Option<(crate::hangup::Backend, bool)> {
+        self.hangup.as_ref().map(|h| (h.backend(), h.is_running()))
     }
 
     /// Whether new checkouts are held back (`pause()`).
