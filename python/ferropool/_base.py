@@ -217,24 +217,23 @@ class BasePool:
 
         if max_size is None:
             max_size = min_size
-        self._core_args: dict[str, Any] = {
-            "name": name,
-            "min_size": min_size,
-            "max_size": max_size,
-            "max_waiting": max_waiting,
-            "max_lifetime": max_lifetime,
-            "max_idle": max_idle,
-            "reconnect_timeout": reconnect_timeout,
-            "null": self._null,
-            "max_uses": max_uses,
-            "max_connecting": max_connecting,
-            "lifo": lifo,
-            "lifetime_jitter": _config.LIFETIME_JITTER,
-            "liveness_bypass": liveness_bypass,
-            "keepalive_interval": keepalive_interval,
-            "leak_timeout": leak_timeout,
-        }
-        self._core = _core.Core(**self._core_args)
+        self._core = _core.Core(
+            name=name,
+            min_size=min_size,
+            max_size=max_size,
+            max_waiting=max_waiting,
+            max_lifetime=max_lifetime,
+            max_idle=max_idle,
+            reconnect_timeout=reconnect_timeout,
+            null=self._null,
+            max_uses=max_uses,
+            max_connecting=max_connecting,
+            lifo=lifo,
+            lifetime_jitter=_config.LIFETIME_JITTER,
+            liveness_bypass=liveness_bypass,
+            keepalive_interval=keepalive_interval,
+            leak_timeout=leak_timeout,
+        )
         self.max_connecting = max_connecting
         # Leak tracking: the stack of each lease, by connection id.
         self._leases: dict[int, Lease] | None = {} if leak_timeout is not None else None
@@ -474,8 +473,8 @@ class BasePool:
 
     def _after_fork_in_child(self, devnull: int) -> None:
         """In a child process: forget the parent's connections, start over."""
+        _fork.neutralise(self._core.restart_after_fork(), devnull)
         was_open = self._core.is_open
-        self._core = _fork.fresh_core(self._core, self._core_args, devnull)
         if self._leases is not None:
             _fork.keep_forever(self._leases)
             self._leases = {}

@@ -3,10 +3,11 @@
 After fork() the child holds copies of the parent's sockets. Using one
 would interleave two processes on one PostgreSQL session, and merely
 closing one sends a Terminate message that ends the parent's session. So in
-the child each pool: points every inherited socket at /dev/null (the
-parent's socket is untouched: only the child's descriptor changes), keeps
-the inherited connection objects alive forever (nothing is ever sent on
-them), and starts over with a fresh core and fresh workers (threads do not
+the child each pool: restarts its core in place (``Core.restart_after_fork``
+keeps the inherited connection objects alive forever, nothing ever sent on
+them, and starts over from the current settings), points every inherited
+socket it returns at /dev/null (the parent's socket is untouched: only the
+child's descriptor changes), and starts fresh workers (threads do not
 survive fork()).
 """
 
@@ -17,15 +18,13 @@ import os
 import weakref
 from typing import Any, Protocol
 
-from . import _core
-
 
 class _Forkable(Protocol):
     def _after_fork_in_child(self, devnull: int) -> None: ...
 
 
 _pools: weakref.WeakSet[Any] = weakref.WeakSet()
-# Inherited cores (and the connections they hold): never freed in the child.
+# Inherited objects (leases, /dev/null's descriptor): never freed in the child.
 _inherited: list[object] = []
 _registered = False
 
@@ -41,15 +40,6 @@ def register(pool: _Forkable) -> None:
 
 def keep_forever(obj: object) -> None:
     _inherited.append(obj)
-
-
-def fresh_core(old: _core.Core, core_args: dict[str, Any], devnull: int) -> _core.Core:
-    """The child's core in place of the inherited *old* one: the parent's
-    sockets neutralised, *old* kept alive forever, a new core built from
-    the same arguments (open it if *old* was open)."""
-    neutralise(old.sockets(), devnull)
-    keep_forever(old)
-    return _core.Core(**core_args)
 
 
 def neutralise(sockets: list[int], devnull: int) -> None:

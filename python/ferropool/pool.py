@@ -530,7 +530,6 @@ class ConnectionPool(BasePool, Generic[CT]):
         self._open_lock = threading.Lock()
         self._workers = Workers(self._core, self, self._worker_count)
         if was_open:
-            self._core.open()
             self._workers.start()
 
     def _connect(self, timeout: float | None = None) -> CT:

@@ -644,7 +644,6 @@ class AsyncConnectionPool(BasePool, Generic[ACT]):
         self._open_lock = None
         self._workers = AsyncWorkers(self._core, self, self._worker_count)
         if was_open:
-            self._core.open()
             self._workers_pending = True
 
     async def _connect(self, timeout: float | None = None) -> ACT:

@@ -391,8 +391,6 @@ def _apply_share(pool: BasePool, budget: ServerBudget | None, error: str | None)
         size = min(size, pool._budget_cap)
     min_size = min(pool.min_size, size)
     pool._core.resize(min_size, size)
-    pool._core_args["min_size"] = min_size
-    pool._core_args["max_size"] = size
     logger.info(
         "pool %r: budget_share=%s of %s usable connections: max_size=%s",
         pool.name,

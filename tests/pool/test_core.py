@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ferropool import _core
+from ferropool import PoolTimeout, _core
 from ferropool._core import Action, ActionKind, ConnectOutcome
 
 SETTINGS: dict[str, Any] = {
@@ -120,3 +120,104 @@ def test_connect_failed_returns_an_outcome() -> None:
     assert c.last_connect_error == "refused"
     c.close()
     assert c.connect_failed(create.ticket, "refused") == ConnectOutcome.CLOSED
+
+
+def test_restart_after_fork_is_refused_in_the_process_that_made_the_pool() -> None:
+    c = core()
+    with pytest.raises(RuntimeError, match="child process after fork"):
+        c.restart_after_fork()
+
+
+def test_restart_after_fork_starts_over_in_place_from_the_current_settings() -> None:
+    """In a fork child, the same Core object starts over: empty, open, with
+    the settings as last changed; the inherited connections are kept and
+    their sockets returned; tickets and waits from before are refused
+    without touching either pool."""
+    import socket
+
+    c = core(max_size=2, max_waiting=5)
+    c.open()
+    create = next_action(c)
+    assert create.ticket is not None
+    ours, server = socket.socketpair()
+    inherited = Conn()
+    assert c.connected(create.ticket, inherited, 0.0, ours.fileno())
+    assert c.checkout() is inherited  # lent when the process forks
+    c.resize(1, 3)
+    c.max_lifetime = 42.0
+    c.keepalive_interval = 7.0
+    stale = c.wait_async(60.0, lambda: None)
+    stale_ticket = next_action(c).ticket  # growth for the waiter
+    assert isinstance(stale, _core.Waiting) and stale_ticket is not None
+
+    def child() -> dict[str, Any]:
+        sockets = c.restart_after_fork()
+        with pytest.raises(RuntimeError):
+            c.restart_after_fork()  # once per process
+        stats = c.stats()
+        refill = next_action(c)
+        late = Conn()
+        result = {
+            "sockets": sockets,
+            "settings": [c.min_size, c.max_size, c.max_waiting, c.max_lifetime],
+            "keepalive": c.keepalive_interval,
+            "open": c.is_open,
+            "size": [stats["pool_size"], stats["connections_num"], stats["requests_waiting"]],
+            "refill": refill.kind == ActionKind.CREATE,
+            # Refused: the same slot id and word may exist in the new pool.
+            "stale_connected": c.connected(stale_ticket, late, 0.0),
+            "stale_failed": c.connect_failed(stale_ticket, "x") == ConnectOutcome.CLOSED,
+            "stale_resolved": stale.resolved,
+            "stale_cancel": stale.cancel(),
+        }
+        # The new pool serves new requests: one queues for its refill.
+        result["new_wait"] = type(c.wait_async(60.0, lambda: None)).__name__
+        # The connection lent before the fork is unknown to the new pool.
+        with pytest.raises(ValueError):
+            c.checkin(inherited)
+        return result
+
+    from tests.fixtures.safety import fork_and_run
+
+    got = fork_and_run(child)
+    assert got == {
+        "sockets": [ours.fileno()],
+        "settings": [1, 3, 5, 42.0],
+        "keepalive": 7.0,
+        "open": True,
+        "size": [1, 0, 0],
+        "refill": True,
+        "stale_connected": False,
+        "stale_failed": True,
+        "stale_resolved": True,
+        "stale_cancel": None,
+        "new_wait": "Waiting",
+    }
+    # The parent's pool is untouched by the child's restart.
+    assert c.size == 2 and c.checkin(inherited) is None
+    stale.cancel()
+    server.close()
+    ours.close()
+
+
+def test_a_wait_begun_before_fork_fails_in_the_child() -> None:
+    c = core()
+    c.open()
+    create = next_action(c)
+    assert create.ticket is not None
+    held = Conn()
+    assert c.connected(create.ticket, held, 0.0)
+    assert c.checkout() is held
+    waiting = c.wait_async(60.0, lambda: None)
+    assert isinstance(waiting, _core.Waiting)
+
+    def child() -> str:
+        c.restart_after_fork()
+        with pytest.raises(PoolTimeout, match="before fork"):
+            waiting.finish()
+        return "ok"
+
+    from tests.fixtures.safety import fork_and_run
+
+    assert fork_and_run(child) == "ok"
+    waiting.cancel()

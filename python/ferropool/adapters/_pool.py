@@ -89,27 +89,26 @@ class CorePool(Generic[C]):
             CorePool._num_pool += 1
             name = f"{self._name_prefix}-{CorePool._num_pool}"
         self.name: str = name
-        self._core_args: dict[str, Any] = {
-            "name": name,
-            "min_size": min_size,
-            "max_size": max_size,
-            "max_waiting": _config.integer("max_waiting", max_waiting, maximum=_config.MAX_WAITING),
-            "max_lifetime": _config.seconds("max_lifetime", max_lifetime, positive=True),
-            "max_idle": _config.seconds("max_idle", max_idle, positive=True),
-            "reconnect_timeout": _config.seconds("reconnect_timeout", reconnect_timeout),
-            "null": False,
-            "max_uses": _config.integer("max_uses", max_uses),
+        self._core = _core.Core(
+            name=name,
+            min_size=min_size,
+            max_size=max_size,
+            max_waiting=_config.integer("max_waiting", max_waiting, maximum=_config.MAX_WAITING),
+            max_lifetime=_config.seconds("max_lifetime", max_lifetime, positive=True),
+            max_idle=_config.seconds("max_idle", max_idle, positive=True),
+            reconnect_timeout=_config.seconds("reconnect_timeout", reconnect_timeout),
+            null=False,
+            max_uses=_config.integer("max_uses", max_uses),
             # Grow for a burst of waiters on every worker at once.
-            "max_connecting": self.num_workers,
-            "lifo": False,
-            "lifetime_jitter": _config.LIFETIME_JITTER,
-            "liveness_bypass": _config.optional_seconds("liveness_bypass", liveness_bypass),
-            "keepalive_interval": _config.optional_positive_seconds(
+            max_connecting=self.num_workers,
+            lifo=False,
+            lifetime_jitter=_config.LIFETIME_JITTER,
+            liveness_bypass=_config.optional_seconds("liveness_bypass", liveness_bypass),
+            keepalive_interval=_config.optional_positive_seconds(
                 "keepalive_interval", keepalive_interval
             ),
-            "leak_timeout": None,
-        }
-        self._core = _core.Core(**self._core_args)
+            leak_timeout=None,
+        )
         self._lock = threading.Lock()
         self._workers = self._new_workers()
         # Set in a forked child: connections lent before the fork may come back.
@@ -458,14 +457,12 @@ class CorePool(Generic[C]):
 
     def _after_fork_in_child(self, devnull: int) -> None:
         """In a child process: forget the parent's connections, start over."""
-        was_open = self._core.is_open
-        self._core = _fork.fresh_core(self._core, self._core_args, devnull)
+        _fork.neutralise(self._core.restart_after_fork(), devnull)
         self._forked = True
         self._lock = threading.Lock()
         self._workers = self._new_workers()
         self._forget_leases()
-        if was_open:
-            self._core.open()
+        if self._core.is_open:
             self._workers.start()
 
     def _forget_leases(self) -> None:

@@ -529,3 +529,31 @@ fn lease_times_are_measured_to_the_microsecond() {
     assert!(recorded >= inner, "{recorded:?} recorded, {inner:?} held");
     assert!(recorded <= outer, "{recorded:?} recorded, {outer:?} around");
 }
+
+#[test]
+fn a_successor_after_fork_starts_empty_from_the_current_settings() {
+    let (pool, _) = filled(2, 3);
+    let lent = pool.checkout(|c| *c).unwrap().unwrap().value;
+    pool.resize(1, 4).unwrap();
+    pool.set_max_lifetime(Duration::from_secs(7)).unwrap();
+    pool.set_leak_timeout(Some(Duration::from_secs(9))).unwrap();
+    let (next, sockets) = pool.successor_after_fork().unwrap();
+    assert!(sockets.is_empty(), "the test's connections have no socket");
+    assert_eq!(next.config(), pool.config());
+    assert_eq!((next.min_size(), next.max_size()), (1, 4));
+    assert_eq!(next.max_lifetime(), Duration::from_secs(7));
+    assert!(next.is_open(), "open because the inherited one was");
+    let s = next.stats(false);
+    assert_eq!(
+        (s.pool_size, s.pool_available, s.connections_num),
+        (1, 0, 0)
+    );
+    // The inherited pool is left as it was (never touched again in a real
+    // child: leaked).
+    assert_eq!(pool.size(), 2);
+    assert!(pool.checkin(lent as usize, |c| *c == lent).is_ok());
+
+    let never: Pool<u64> = Pool::new(config(1, 1)).unwrap();
+    let (next, _) = never.successor_after_fork().unwrap();
+    assert!(!next.is_open() && !next.was_opened());
+}

@@ -1,18 +1,27 @@
 //! The `Core` class: one ferropool-core pool holding Python connections.
+//!
+//! A `Core` holds its pool behind a pointer so that a fork child can start
+//! over in place (`restart_after_fork`): the pool inherited from the parent
+//! is leaked, never used, closed or freed again, since its connections are
+//! the parent's sessions and its locks may be held by threads that do not
+//! exist in the child. Tickets and waits remember which pool (epoch) they
+//! came from, and one from an inherited pool is refused without touching
+//! either pool. This module must never free a pool other than in `Drop`.
 
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use ferropool_core::config::{positive_seconds, seconds};
-use std::sync::Mutex;
 
 use ferropool_core::{
     Begin, Checkin, Config, ConnectFailed, Connected, Loss, Pool, Served, WaitTicket,
 };
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::errors::{config_to_py, to_py};
+use crate::errors::{self, config_to_py, to_py};
 use crate::wait;
 
 type Conn = Py<PyAny>;
@@ -21,6 +30,14 @@ type Conn = Py<PyAny>;
 #[pyclass(frozen, module = "ferropool._core", name = "Ticket")]
 pub struct Ticket {
     inner: ferropool_core::Ticket,
+    /// The epoch of the pool it belongs to (see `Core::epoch`).
+    epoch: u64,
+}
+
+impl Ticket {
+    fn new(py: Python<'_>, inner: ferropool_core::Ticket, epoch: u64) -> PyResult<Py<Self>> {
+        Py::new(py, Self { inner, epoch })
+    }
 }
 
 #[pymethods]
@@ -117,7 +134,7 @@ pub struct Action {
 }
 
 impl Action {
-    fn new(py: Python<'_>, action: ferropool_core::Action<Conn>) -> PyResult<Self> {
+    fn new(py: Python<'_>, action: ferropool_core::Action<Conn>, epoch: u64) -> PyResult<Self> {
         let mut out = Self {
             kind: ActionKind::Stop,
             ticket: None,
@@ -128,11 +145,11 @@ impl Action {
         match action {
             ferropool_core::Action::Create(t) => {
                 out.kind = ActionKind::Create;
-                out.ticket = Some(Py::new(py, Ticket { inner: t })?);
+                out.ticket = Some(Ticket::new(py, t, epoch)?);
             }
             ferropool_core::Action::Validate(t) => {
                 out.kind = ActionKind::Validate;
-                out.ticket = Some(Py::new(py, Ticket { inner: t })?);
+                out.ticket = Some(Ticket::new(py, t, epoch)?);
             }
             ferropool_core::Action::Close(conn, reason) => {
                 out.kind = ActionKind::Close;
@@ -208,11 +225,21 @@ pub enum ConnectOutcome {
 pub struct Waiting {
     core: Py<Core>,
     ticket: Mutex<Option<WaitTicket>>,
+    /// The epoch of the pool the wait is queued in.
+    epoch: u64,
 }
 
 impl Waiting {
     fn take(&self) -> Option<WaitTicket> {
         self.ticket.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// The pool the wait is queued in, unless the core restarted after a
+    /// fork since: then the wait belongs to the inherited pool, which must
+    /// not be touched, and nothing will ever come of it.
+    fn pool(&self) -> Option<&Pool<Conn>> {
+        let core = self.core.get();
+        (core.epoch.load(Ordering::Relaxed) == self.epoch).then(|| core.pool())
     }
 }
 
@@ -225,30 +252,34 @@ impl Waiting {
         let ticket = self
             .take()
             .ok_or_else(|| PyValueError::new_err("this wait is already finished"))?;
-        let served = self
-            .core
-            .get()
-            .pool
+        let Some(pool) = self.pool() else {
+            return Err(errors::forked_wait(py, self.core.get().pool().name()));
+        };
+        let epoch = self.epoch;
+        let served = pool
             .finish_wait(ticket, |c| c.clone_ref(py))
             .map_err(|e| to_py(py, e))?;
-        to_python(py, served)
+        to_python(py, served, epoch)
     }
 
     /// Stop waiting. A connection granted meanwhile goes back to the pool;
     /// if the pool closed meanwhile it is returned for the caller to close.
     fn cancel(&self) -> Option<Conn> {
         let ticket = self.take()?;
-        self.core.get().pool.cancel_wait(ticket)
+        self.pool()?.cancel_wait(ticket)
     }
 
-    /// Whether the wait was resolved (granted, closed or abandoned).
+    /// Whether the wait was resolved (granted, closed or abandoned; a wait
+    /// begun before the core restarted after a fork counts as resolved).
     #[getter]
     fn resolved(&self) -> bool {
-        self.ticket
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_none_or(|t| t.waiter().is_resolved())
+        self.pool().is_none()
+            || self
+                .ticket
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .is_none_or(|t| t.waiter().is_resolved())
     }
 }
 
@@ -256,7 +287,62 @@ impl Waiting {
 /// is found by its address, so nothing is stored on the object.
 #[pyclass(frozen, module = "ferropool._core", name = "Core")]
 pub struct Core {
-    pool: Pool<Conn>,
+    /// The pool, from `Box::into_raw`, never null. Replaced only by
+    /// `restart_after_fork` (in a fork child, where the calling thread is
+    /// the only one), which leaks the pool it replaces; freed only in
+    /// `Drop`. One load on the hot path, as cheap as a field.
+    pool: AtomicPtr<Pool<Conn>>,
+    /// How many times the pool was replaced after a fork: the tickets and
+    /// waits of an inherited pool carry an older epoch and are refused.
+    epoch: AtomicU64,
+    /// The process the current pool was made in.
+    pid: AtomicU32,
+}
+
+impl Core {
+    fn with_pool(pool: Pool<Conn>) -> Self {
+        Self {
+            pool: AtomicPtr::new(Box::into_raw(Box::new(pool))),
+            epoch: AtomicU64::new(0),
+            pid: AtomicU32::new(std::process::id()),
+        }
+    }
+
+    #[inline(always)]
+    fn pool(&self) -> &Pool<Conn> {
+        // SAFETY: `pool` always holds a pointer from `Box::into_raw` (set in
+        // `with_pool` and `restart_after_fork`), never null. The pool it
+        // points to is freed only in `Drop`, which takes `&mut self`, so no
+        // borrow of `self` (and no reference derived from one) outlives it.
+        // A pool replaced by `restart_after_fork` is leaked, never freed, so
+        // a reference to it taken before the swap stays valid forever.
+        // Acquire pairs with the swap's release: the new pool is fully
+        // built before any thread sees its address.
+        unsafe { &*self.pool.load(Ordering::Acquire) }
+    }
+
+    #[inline]
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// The core ticket inside `ticket`, unless it comes from a pool this
+    /// core replaced after a fork (whose slots must never be claimed: the
+    /// same slot id and word may exist in the new pool).
+    #[inline]
+    fn current(&self, ticket: &Ticket) -> Option<ferropool_core::Ticket> {
+        (ticket.epoch == self.epoch()).then_some(ticket.inner)
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let pool = *self.pool.get_mut();
+        // SAFETY: the pointer comes from `Box::into_raw` and was never freed
+        // (pools replaced after a fork are leaked, not freed, and this one
+        // is the current one); `&mut self` proves nothing else borrows it.
+        drop(unsafe { Box::from_raw(pool) });
+    }
 }
 
 fn size_arg(param: &'static str, value: i64) -> PyResult<usize> {
@@ -271,10 +357,10 @@ fn key(conn: &Bound<'_, PyAny>) -> usize {
 
 /// What a finished wait got, for Python: the connection, or (null pools)
 /// a Ticket to open one on.
-fn to_python(py: Python<'_>, served: Served<Conn>) -> PyResult<Py<PyAny>> {
+fn to_python(py: Python<'_>, served: Served<Conn>, epoch: u64) -> PyResult<Py<PyAny>> {
     match served {
         Served::Lent(l) => Ok(l.value),
-        Served::Connect(t) => Ok(Py::new(py, Ticket { inner: t })?.into_any()),
+        Served::Connect(t) => Ok(Ticket::new(py, t, epoch)?.into_any()),
     }
 }
 
@@ -340,19 +426,47 @@ impl Core {
             leak_timeout: optional_seconds("leak_timeout", leak_timeout)?,
         };
         let pool = Pool::new(config).map_err(config_to_py)?;
-        Ok(Self { pool })
+        Ok(Self::with_pool(pool))
+    }
+
+    /// In a fork child: start over with an empty pool built from the
+    /// current settings (sizes after resize(), lifetimes as last set), open
+    /// if the inherited one was. The inherited pool and every connection it
+    /// holds are kept alive forever, untouched (nothing is sent on, closed
+    /// or freed from them: they are the parent's sessions); their sockets
+    /// are returned for the caller to point at /dev/null. Tickets and waits
+    /// from before are refused from now on. RuntimeError in the process
+    /// that made the pool.
+    fn restart_after_fork(&self) -> PyResult<Vec<i32>> {
+        let pid = std::process::id();
+        if self.pid.load(Ordering::Relaxed) == pid {
+            return Err(PyRuntimeError::new_err(
+                "restart_after_fork() is for a child process after fork(); \
+                 this core's pool was made in this process",
+            ));
+        }
+        let (next, sockets) = self.pool().successor_after_fork().map_err(config_to_py)?;
+        // Right after fork() the calling thread is the child's only thread,
+        // so nothing reads `pool` meanwhile; the inherited pool is leaked
+        // (see `pool()`), never freed.
+        let _inherited = self
+            .pool
+            .swap(Box::into_raw(Box::new(next)), Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        self.pid.store(pid, Ordering::Relaxed);
+        Ok(sockets)
     }
 
     /// Start accepting requests; min_size connections are queued for the
     /// workers to open.
     fn open(&self, py: Python<'_>) -> PyResult<()> {
-        self.pool.open().map_err(|e| to_py(py, e))
+        self.pool().open().map_err(|e| to_py(py, e))
     }
 
     /// Fast path: an idle connection, or None if the request must wait.
     #[inline]
     fn checkout(&self, py: Python<'_>) -> PyResult<Option<Conn>> {
-        match self.pool.checkout(|c| c.clone_ref(py)) {
+        match self.pool().checkout(|c| c.clone_ref(py)) {
             Ok(lent) => Ok(lent.map(|l| l.value)),
             Err(e) => Err(to_py(py, e)),
         }
@@ -365,34 +479,34 @@ impl Core {
     fn wait(&self, py: Python<'_>, timeout: f64) -> PyResult<Py<PyAny>> {
         let timeout = wait_timeout(timeout)?;
         let begin = self
-            .pool
+            .pool()
             .begin_wait(timeout, None, |c| c.clone_ref(py))
             .map_err(|e| to_py(py, e))?;
         let ticket = match begin {
             Begin::Ready(lent) => return Ok(lent.value),
-            Begin::Connect(t) => return Ok(Py::new(py, Ticket { inner: t })?.into_any()),
+            Begin::Connect(t) => return Ok(Ticket::new(py, t, self.epoch())?.into_any()),
             Begin::Wait(ticket) => ticket,
         };
         let slice = wait::slice(py)?;
         loop {
-            let resolved = py.detach(|| self.pool.park(&ticket, slice));
-            if resolved || self.pool.expired(&ticket) {
+            let resolved = py.detach(|| self.pool().park(&ticket, slice));
+            if resolved || self.pool().expired(&ticket) {
                 break;
             }
             if let Err(e) = py.check_signals() {
                 // Interrupted: a connection granted meanwhile goes back to
                 // the pool; if the pool closed meanwhile, close it here.
-                if let Some(conn) = self.pool.cancel_wait(ticket) {
+                if let Some(conn) = self.pool().cancel_wait(ticket) {
                     let _ignored = conn.call_method0(py, "close");
                 }
                 return Err(e);
             }
         }
         let served = self
-            .pool
+            .pool()
             .finish_wait(ticket, |c| c.clone_ref(py))
             .map_err(|e| to_py(py, e))?;
-        to_python(py, served)
+        to_python(py, served, self.epoch())
     }
 
     /// Slow path for event loops: queue in FIFO order without blocking.
@@ -409,19 +523,21 @@ impl Core {
                 }
             });
         });
-        let begin = slf
-            .get()
-            .pool
+        let core = slf.get();
+        let epoch = core.epoch();
+        let begin = core
+            .pool()
             .begin_wait(timeout, Some(on_wake), |c| c.clone_ref(py))
             .map_err(|e| to_py(py, e))?;
         match begin {
             Begin::Ready(lent) => Ok(lent.value),
-            Begin::Connect(t) => Ok(Py::new(py, Ticket { inner: t })?.into_any()),
+            Begin::Connect(t) => Ok(Ticket::new(py, t, epoch)?.into_any()),
             Begin::Wait(ticket) => Ok(Py::new(
                 py,
                 Waiting {
                     core: slf.clone().unbind(),
                     ticket: Mutex::new(Some(ticket)),
+                    epoch,
                 },
             )?
             .into_any()),
@@ -433,7 +549,7 @@ impl Core {
     #[inline]
     fn checkin(&self, py: Python<'_>, conn: &Bound<'_, PyAny>) -> PyResult<Option<&'static str>> {
         let ptr = conn.as_ptr();
-        match self.pool.checkin(key(conn), |p| p.as_ptr() == ptr) {
+        match self.pool().checkin(key(conn), |p| p.as_ptr() == ptr) {
             Ok(Checkin::Kept) => Ok(None),
             Ok(Checkin::Close(_, reason)) => Ok(Some(reason.as_str())),
             Err(e) => Err(to_py(py, e)),
@@ -450,7 +566,7 @@ impl Core {
         } else {
             Loss::FoundBroken
         };
-        self.pool
+        self.pool()
             .discard(key(conn), |p| p.as_ptr() == ptr, loss)
             .map(drop)
             .map_err(|e| to_py(py, e))
@@ -460,8 +576,9 @@ impl Core {
     /// the GIL released; None on timeout.
     fn next_action(&self, py: Python<'_>, timeout: f64) -> PyResult<Option<Action>> {
         let timeout = seconds("timeout", timeout).map_err(config_to_py)?;
-        py.detach(|| self.pool.next_action(timeout))
-            .map(|a| Action::new(py, a))
+        let epoch = self.epoch();
+        py.detach(|| self.pool().next_action(timeout))
+            .map(|a| Action::new(py, a, epoch))
             .transpose()
     }
 
@@ -469,8 +586,8 @@ impl Core {
     /// to ping it; give it back with checkin() or discard(conn, False).
     /// None if the ticket is stale.
     fn claim_validation(&self, py: Python<'_>, ticket: &Ticket) -> Option<Conn> {
-        self.pool
-            .claim_validation(ticket.inner, |c| c.clone_ref(py))
+        self.pool()
+            .claim_validation(self.current(ticket)?, |c| c.clone_ref(py))
             .map(|l| l.value)
     }
 
@@ -478,7 +595,7 @@ impl Core {
     /// returning it; counted as reclaimed. The caller closes it.
     fn reclaim(&self, py: Python<'_>, conn: &Bound<'_, PyAny>) -> PyResult<()> {
         let ptr = conn.as_ptr();
-        self.pool
+        self.pool()
             .reclaim(key(conn), |p| p.as_ptr() == ptr)
             .map(drop)
             .map_err(|e| to_py(py, e))
@@ -487,26 +604,22 @@ impl Core {
     /// Like failover(), seen on `conn`: None (nothing done) if `conn`
     /// predates the last drain, so one server event drains once.
     fn failover_from(&self, conn: &Bound<'_, PyAny>) -> Option<Vec<Conn>> {
-        self.pool.failover_from(key(conn))
-    }
-
-    /// The sockets of every connection the pool counts (for fork safety).
-    fn sockets(&self) -> Vec<i32> {
-        self.pool.sockets()
+        self.pool().failover_from(key(conn))
     }
 
     /// Hold back new checkouts until resume().
     fn pause(&self) {
-        self.pool.pause();
+        self.pool().pause();
     }
 
     /// Serve the requests queued during a pause, oldest first.
     fn resume(&self) {
-        self.pool.resume();
+        self.pool().resume();
     }
 
     /// Report a connection opened on `ticket`. False if the pool no longer
-    /// wants it (closed): the caller closes it.
+    /// wants it (closed, or the ticket is from before a fork): the caller
+    /// closes it.
     #[pyo3(signature = (ticket, conn, took, fd = None))]
     fn connected(
         &self,
@@ -515,11 +628,14 @@ impl Core {
         took: f64,
         fd: Option<i32>,
     ) -> bool {
+        let Some(ticket) = self.current(ticket) else {
+            return false;
+        };
         let fd = fd.unwrap_or(-1);
         let took = Duration::try_from_secs_f64(took.max(0.0)).unwrap_or_default();
         matches!(
-            self.pool
-                .connected(ticket.inner, conn.clone().unbind(), key(conn), fd, took),
+            self.pool()
+                .connected(ticket, conn.clone().unbind(), key(conn), fd, took),
             Connected::Added
         )
     }
@@ -527,7 +643,10 @@ impl Core {
     /// Report a failed attempt on `ticket` (`message` free of secrets):
     /// what follows it.
     fn connect_failed(&self, ticket: &Ticket, message: String) -> ConnectOutcome {
-        match self.pool.connect_failed(ticket.inner, message) {
+        let Some(ticket) = self.current(ticket) else {
+            return ConnectOutcome::Closed;
+        };
+        match self.pool().connect_failed(ticket, message) {
             ConnectFailed::Retry(_) => ConnectOutcome::Retry,
             ConnectFailed::GaveUp => ConnectOutcome::GaveUp,
             ConnectFailed::Closed => ConnectOutcome::Closed,
@@ -536,7 +655,8 @@ impl Core {
     }
 
     /// Null pools: the caller opened `conn` on its ticket; lend it to the
-    /// caller. False if the pool closed meanwhile (the caller closes it).
+    /// caller. False if the pool closed meanwhile, or the ticket is from
+    /// before a fork (the caller closes it).
     #[pyo3(signature = (ticket, conn, took, fd = None))]
     fn connected_to_caller(
         &self,
@@ -545,46 +665,44 @@ impl Core {
         took: f64,
         fd: Option<i32>,
     ) -> bool {
+        let Some(ticket) = self.current(ticket) else {
+            return false;
+        };
         let fd = fd.unwrap_or(-1);
         let took = Duration::try_from_secs_f64(took.max(0.0)).unwrap_or_default();
-        self.pool
-            .connected_to_caller(
-                ticket.inner,
-                conn.clone().unbind(),
-                key(conn),
-                fd,
-                took,
-                |_| (),
-            )
+        self.pool()
+            .connected_to_caller(ticket, conn.clone().unbind(), key(conn), fd, took, |_| ())
             .is_ok()
     }
 
     /// Null pools: the caller failed to connect on its ticket.
     fn connect_failed_caller(&self, ticket: &Ticket, message: String) {
-        self.pool.connect_failed_caller(ticket.inner, message);
+        if let Some(ticket) = self.current(ticket) {
+            self.pool().connect_failed_caller(ticket, message);
+        }
     }
 
     /// Close the pool; returns the idle connections for the caller to close.
     fn close(&self) -> Vec<Conn> {
-        self.pool.close()
+        self.pool().close()
     }
 
     /// Retire every connection opened so far; returns the idle ones to close.
     fn drain(&self) -> Vec<Conn> {
-        self.pool.drain()
+        self.pool().drain()
     }
 
     /// Change the sizes; returns idle connections above max_size to close.
     fn resize(&self, min_size: i64, max_size: i64) -> PyResult<Vec<Conn>> {
         let min_size = size_arg("min_size", min_size)?;
         let max_size = size_arg("max_size", max_size)?;
-        self.pool.resize(min_size, max_size).map_err(config_to_py)
+        self.pool().resize(min_size, max_size).map_err(config_to_py)
     }
 
     /// Lend every idle connection to the pool itself for a health check;
     /// return each with checkin() or discard(conn, returned=False).
     fn take_for_check(&self, py: Python<'_>) -> Vec<Conn> {
-        self.pool
+        self.pool()
             .take_for_check(|c| c.clone_ref(py))
             .into_iter()
             .map(|l| l.value)
@@ -595,15 +713,15 @@ impl Core {
     /// or `timeout` passed (False).
     fn wait_ready(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
         let timeout = seconds("timeout", timeout).map_err(config_to_py)?;
-        let deadline = self.pool.clock().deadline(timeout);
+        let deadline = self.pool().clock().deadline(timeout);
         let slice = wait::slice(py)?;
         loop {
-            let left = self.pool.clock().until(deadline);
-            let ready = py.detach(|| self.pool.wait_ready(slice.min(left)));
+            let left = self.pool().clock().until(deadline);
+            let ready = py.detach(|| self.pool().wait_ready(slice.min(left)));
             if ready {
                 return Ok(true);
             }
-            if !self.pool.is_open() || left.is_zero() {
+            if !self.pool().is_open() || left.is_zero() {
                 return Ok(false);
             }
             py.check_signals()?;
@@ -615,7 +733,7 @@ impl Core {
     #[pyo3(signature = (reset = false))]
     fn stats<'py>(&self, py: Python<'py>, reset: bool) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (k, v) in self.pool.stats(reset).entries() {
+        for (k, v) in self.pool().stats(reset).entries() {
             d.set_item(k, v)?;
         }
         Ok(d)
@@ -626,7 +744,7 @@ impl Core {
     #[pyo3(signature = (reset = false))]
     fn histograms<'py>(&self, py: Python<'py>, reset: bool) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (name, h) in self.pool.histograms(reset) {
+        for (name, h) in self.pool().histograms(reset) {
             d.set_item(name, (h.bounds, h.cumulative, h.sum))?;
         }
         Ok(d)
@@ -634,165 +752,166 @@ impl Core {
 
     #[getter]
     fn name(&self) -> &str {
-        self.pool.name()
+        self.pool().name()
     }
 
     #[getter]
     fn min_size(&self) -> usize {
-        self.pool.min_size()
+        self.pool().min_size()
     }
 
     #[getter]
     fn max_size(&self) -> usize {
-        self.pool.max_size()
+        self.pool().max_size()
     }
 
     /// Idle + in use + being opened.
     #[getter]
     fn size(&self) -> usize {
-        self.pool.size()
+        self.pool().size()
     }
 
     /// Idle connections.
     #[getter]
     fn available(&self) -> usize {
-        self.pool.available()
+        self.pool().available()
     }
 
     /// Requests waiting for a connection.
     #[getter]
     fn waiting(&self) -> usize {
-        self.pool.waiting()
+        self.pool().waiting()
     }
 
     /// Open: accepting requests (False before open() and after close()).
     #[getter]
     fn is_open(&self) -> bool {
-        self.pool.is_open()
+        self.pool().is_open()
     }
 
     /// open() was called, even if the pool is closed since.
     #[getter]
     fn was_opened(&self) -> bool {
-        self.pool.was_opened()
+        self.pool().was_opened()
     }
 
     #[getter]
     fn get_max_waiting(&self) -> usize {
-        self.pool.max_waiting()
+        self.pool().max_waiting()
     }
 
     #[setter]
     fn set_max_waiting(&self, value: i64) -> PyResult<()> {
-        self.pool.set_max_waiting(size_arg("max_waiting", value)?);
+        self.pool().set_max_waiting(size_arg("max_waiting", value)?);
         Ok(())
     }
 
     #[getter]
     fn get_max_lifetime(&self) -> f64 {
-        self.pool.max_lifetime().as_secs_f64()
+        self.pool().max_lifetime().as_secs_f64()
     }
 
     #[setter]
     fn set_max_lifetime(&self, value: f64) -> PyResult<()> {
         let d = positive_seconds("max_lifetime", value).map_err(config_to_py)?;
-        self.pool.set_max_lifetime(d).map_err(config_to_py)
+        self.pool().set_max_lifetime(d).map_err(config_to_py)
     }
 
     #[getter]
     fn get_max_idle(&self) -> f64 {
-        self.pool.max_idle().as_secs_f64()
+        self.pool().max_idle().as_secs_f64()
     }
 
     #[setter]
     fn set_max_idle(&self, value: f64) -> PyResult<()> {
         let d = positive_seconds("max_idle", value).map_err(config_to_py)?;
-        self.pool.set_max_idle(d).map_err(config_to_py)
+        self.pool().set_max_idle(d).map_err(config_to_py)
     }
 
     #[getter]
     fn get_reconnect_timeout(&self) -> f64 {
-        self.pool.reconnect_timeout().as_secs_f64()
+        self.pool().reconnect_timeout().as_secs_f64()
     }
 
     #[setter]
     fn set_reconnect_timeout(&self, value: f64) -> PyResult<()> {
         let d = seconds("reconnect_timeout", value).map_err(config_to_py)?;
-        self.pool.set_reconnect_timeout(d);
+        self.pool().set_reconnect_timeout(d);
         Ok(())
     }
 
     #[getter]
     fn get_max_uses(&self) -> u64 {
-        self.pool.max_uses()
+        self.pool().max_uses()
     }
 
     #[setter]
     fn set_max_uses(&self, value: i64) -> PyResult<()> {
-        self.pool.set_max_uses(size_arg("max_uses", value)? as u64);
+        self.pool()
+            .set_max_uses(size_arg("max_uses", value)? as u64);
         Ok(())
     }
 
     #[getter]
     fn get_liveness_bypass(&self) -> Option<f64> {
-        self.pool.liveness_bypass().map(|d| d.as_secs_f64())
+        self.pool().liveness_bypass().map(|d| d.as_secs_f64())
     }
 
     #[setter]
     fn set_liveness_bypass(&self, value: Option<f64>) -> PyResult<()> {
-        self.pool
+        self.pool()
             .set_liveness_bypass(optional_seconds("liveness_bypass", value)?);
         Ok(())
     }
 
     #[getter]
     fn get_keepalive_interval(&self) -> Option<f64> {
-        self.pool.keepalive_interval().map(|d| d.as_secs_f64())
+        self.pool().keepalive_interval().map(|d| d.as_secs_f64())
     }
 
     #[setter]
     fn set_keepalive_interval(&self, value: Option<f64>) -> PyResult<()> {
-        self.pool
+        self.pool()
             .set_keepalive_interval(optional_seconds("keepalive_interval", value)?)
             .map_err(config_to_py)
     }
 
     #[getter]
     fn get_leak_timeout(&self) -> Option<f64> {
-        self.pool.leak_timeout().map(|d| d.as_secs_f64())
+        self.pool().leak_timeout().map(|d| d.as_secs_f64())
     }
 
     #[setter]
     fn set_leak_timeout(&self, value: Option<f64>) -> PyResult<()> {
-        self.pool
+        self.pool()
             .set_leak_timeout(optional_seconds("leak_timeout", value)?)
             .map_err(config_to_py)
     }
 
     #[getter]
     fn max_connecting(&self) -> usize {
-        self.pool.max_connecting()
+        self.pool().max_connecting()
     }
 
     /// Checkout order: True reuses the connection returned last; False
     /// spreads use over the idle connections.
     #[getter]
     fn lifo(&self) -> bool {
-        self.pool.lifo()
+        self.pool().lifo()
     }
 
     #[getter]
     fn paused(&self) -> bool {
-        self.pool.is_paused()
+        self.pool().is_paused()
     }
 
     /// The last error met opening a connection since the last success.
     #[getter]
     fn last_connect_error(&self) -> Option<String> {
-        self.pool.last_connect_error()
+        self.pool().last_connect_error()
     }
 
     fn __repr__(&self) -> String {
-        format!("<ferropool._core.Core {:?}>", self.pool.name())
+        format!("<ferropool._core.Core {:?}>", self.pool().name())
     }
 }

@@ -425,6 +425,29 @@ impl<T: Send> Pool<T> {
             .collect()
     }
 
+    /// In a fork child: a pool to use in place of this one, built from this
+    /// one's current settings (sizes after `resize`, lifetimes as last set)
+    /// and open if this one is, with the sockets of every connection this
+    /// one counts, for the caller to point at /dev/null (they are the
+    /// parent's sessions).
+    ///
+    /// Reads only atomics: the locks of this pool may be held by threads
+    /// that do not exist in the child. This pool must never be used,
+    /// closed or dropped afterwards: leak it. Its connections are the
+    /// parent's; anything sent on them, a close included, would end or
+    /// corrupt the parent's sessions, and its hang-up watch's descriptors
+    /// are shared with the parent's watch.
+    pub fn successor_after_fork(&self) -> Result<(Pool<T>, Vec<i32>), ConfigError> {
+        let was_open = self.is_open();
+        let sockets = self.sockets();
+        let next = Pool::new(self.config())?;
+        if was_open {
+            // A new pool opens: it cannot have been closed.
+            let _opened = next.open();
+        }
+        Ok((next, sockets))
+    }
+
     /// Hold back new checkouts: they queue until `resume()`. Connections
     /// returned meanwhile go idle. Lent connections are unaffected.
     pub fn pause(&self) {

@@ -340,6 +340,28 @@ impl<T: Send> Pool<T> {
         self.hangup.as_ref().map(|h| (h.backend(), h.is_running()))
     }
 
+    /// The pool's settings as they are now (sizes after `resize`, lifetimes
+    /// as last set): what a pool built in its place starts from.
+    pub fn config(&self) -> Config {
+        Config {
+            name: self.name.clone(),
+            min_size: self.min_size(),
+            max_size: self.max_size(),
+            max_waiting: self.max_waiting(),
+            max_lifetime: self.max_lifetime(),
+            lifetime_jitter: self.lifetime_jitter,
+            max_idle: self.max_idle(),
+            reconnect_timeout: self.reconnect_timeout(),
+            max_uses: self.max_uses(),
+            max_connecting: self.max_connecting,
+            lifo: self.lifo,
+            null: self.null,
+            liveness_bypass: self.liveness_bypass(),
+            keepalive_interval: self.keepalive_interval(),
+            leak_timeout: self.leak_timeout(),
+        }
+    }
+
     /// Whether new checkouts are held back (`pause()`).
     pub fn is_paused(&self) -> bool {
         self.waiting.load(Ordering::SeqCst) >= PAUSE_BIAS
