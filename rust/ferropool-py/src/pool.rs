@@ -490,16 +490,22 @@ impl Core {
         let slice = wait::slice(py)?;
         loop {
             let resolved = py.detach(|| self.pool().park(&ticket, slice));
-            if resolved || self.pool().expired(&ticket) {
-                break;
-            }
+            // Signals are checked before a grant is taken too: a signal
+            // that arrived during the park (Rust's condvar retries on
+            // EINTR, so the park was not cut short) would otherwise run its
+            // handler in Python code once this call returned a connection,
+            // and a KeyboardInterrupt there loses the connection.
             if let Err(e) = py.check_signals() {
-                // Interrupted: a connection granted meanwhile goes back to
-                // the pool; if the pool closed meanwhile, close it here.
+                // Interrupted: a connection (or null-pool capacity) granted
+                // meanwhile goes back to the pool or the next waiter; if the
+                // pool closed meanwhile, the connection is closed here.
                 if let Some(conn) = self.pool().cancel_wait(ticket) {
                     let _ignored = conn.call_method0(py, "close");
                 }
                 return Err(e);
+            }
+            if resolved || self.pool().expired(&ticket) {
+                break;
             }
         }
         let served = self
