@@ -7,6 +7,7 @@
 //! Which thread is the main one is asked each time, never cached: after a
 //! fork() from another thread, the forking thread is the child's main
 //! thread, and a cached answer would leave Ctrl-C unheard for a long slice.
+//! Nothing here may block with the GIL held.
 
 use std::time::Duration;
 

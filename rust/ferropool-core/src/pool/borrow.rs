@@ -1,4 +1,8 @@
 //! Borrowing: the lock-free checkout and the queued wait behind it.
+//!
+//! A slot is lent only by the thread whose compare-and-set took it; the
+//! fast path must never take a lock, and a wait's deadline is computed
+//! once, when it begins.
 
 use std::time::Duration;
 
