@@ -1,117 +1,288 @@
-"""Type stubs for the native module built from rust/ferropool-py."""
+"""Type stubs for the native module built from rust/ferropool-py.
+
+Checked against the built module by ``python -m mypy.stubtest
+ferropool._core``: every name, signature and property here exists there,
+and nothing public there is missing here.
+"""
 
 from collections.abc import Callable
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, final
 
 from typing_extensions import Self
 
 __all__ = [
-    "ACTION_CLOSE",
-    "ACTION_CREATE",
-    "ACTION_LEAK",
-    "ACTION_STOP",
-    "ACTION_VALIDATE",
     "MAX_POOL_SIZE",
+    "Action",
+    "ActionKind",
+    "ConnectOutcome",
     "Core",
+    "Leak",
     "Ticket",
     "Waiting",
 ]
 
-ACTION_CREATE: Final[int]
-ACTION_CLOSE: Final[int]
-ACTION_STOP: Final[int]
-ACTION_VALIDATE: Final[int]
-ACTION_LEAK: Final[int]
 MAX_POOL_SIZE: Final[int]
+"""The largest max_size the core accepts."""
 
 @final
 class Ticket:
-    """A claim on a reserved slot: open a connection and report it back."""
+    """A claim on a reserved slot: open a connection and report it back
+    (connected(), connect_failed()), or, for a validation, ping it."""
+
+    def __repr__(self) -> str: ...
+
+@final
+class ActionKind:
+    """What a maintenance worker must do (``Action.kind``)."""
+
+    CREATE: ClassVar[ActionKind]
+    """Open a connection on ``ticket``; report with connected() or
+    connect_failed()."""
+    CLOSE: ClassVar[ActionKind]
+    """Close ``conn`` (no longer counted) for ``reason``."""
+    VALIDATE: ClassVar[ActionKind]
+    """Ping the connection of ``ticket`` (claim_validation()), then give it
+    back with checkin() or discard()."""
+    LEAK: ClassVar[ActionKind]
+    """A lease outlived leak_timeout: see ``leak``."""
+    STOP: ClassVar[ActionKind]
+    """The pool closed and nothing is left to do: the worker exits."""
+    def __int__(self) -> int: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+@final
+class Leak:
+    """A lease held past leak_timeout (``Action.leak``)."""
+
+    @property
+    def key(self) -> int:
+        """The connection's key: id() of the connection object."""
+    @property
+    def held(self) -> float:
+        """Seconds the lease has been held."""
+    @property
+    def first(self) -> bool:
+        """True the first time this lease is reported; later sweeps repeat
+        the action while the lease lasts."""
+
+@final
+class Action:
+    """One piece of maintenance work, from next_action()."""
+
+    @property
+    def kind(self) -> ActionKind: ...
+    @property
+    def ticket(self) -> Ticket | None:
+        """CREATE and VALIDATE: the slot to work on."""
+    @property
+    def conn(self) -> Any | None:
+        """CLOSE: the connection to close."""
+    @property
+    def reason(self) -> str | None:
+        """CLOSE: why ("idle", "expired", "max_uses", "drained", "resized",
+        "broken" or "pool closed")."""
+    @property
+    def leak(self) -> Leak | None:
+        """LEAK: the lease held too long."""
+
+@final
+class ConnectOutcome:
+    """What follows a failed connection attempt (connect_failed())."""
+
+    RETRY: ClassVar[ConnectOutcome]
+    """Another attempt is scheduled, after a backoff."""
+    GAVE_UP: ClassVar[ConnectOutcome]
+    """Attempts failed for reconnect_timeout: call reconnect_failed. The
+    pool keeps trying to reach min_size."""
+    CLOSED: ClassVar[ConnectOutcome]
+    """The pool closed: nothing more is tried."""
+    NOT_NEEDED: ClassVar[ConnectOutcome]
+    """Resized below what was reserved: no retry needed."""
+    def __int__(self) -> int: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
 
 @final
 class Waiting:
-    """A queued request whose end is signalled by a callback."""
+    """A queued request whose end is signalled by a callback (event loops):
+    finish() once signalled or at the holder's own deadline, or cancel()."""
 
-    def finish(self) -> Any: ...
-    def cancel(self) -> Any | None: ...
+    def finish(self) -> Any:
+        """The granted connection, or (null pools) a Ticket to open one on;
+        PoolTimeout if none came in time, PoolClosed if the pool closed."""
+    def cancel(self) -> Any | None:
+        """Stop waiting. A connection granted meanwhile goes back to the pool
+        (capacity to the next waiter); if the pool closed meanwhile, the
+        connection is returned for the caller to close."""
     @property
-    def resolved(self) -> bool: ...
+    def resolved(self) -> bool:
+        """Granted, closed or abandoned (or begun before a fork)."""
 
 @final
 class Core:
+    """One pool's core: slots, the FIFO waiter queue, capacity, lifetimes,
+    counters. Payloads are connection objects, found on return by their
+    address. Every setting is a required keyword: the defaults are the
+    Python layer's. Durations are in seconds; ``None`` turns an optional
+    one off."""
+
     def __new__(
         cls,
         *,
         name: str,
         min_size: int,
         max_size: int,
-        max_waiting: int = 0,
-        max_lifetime: float = 3600.0,
-        max_idle: float = 600.0,
-        reconnect_timeout: float = 300.0,
-        null: bool = False,
-        max_uses: int = 0,
-        grow_concurrency: int = 1,
-        lifetime_jitter: float = 0.05,
-        liveness_bypass: float | None = None,
-        keepalive_interval: float | None = None,
-        leak_timeout: float | None = None,
+        max_waiting: int,
+        max_lifetime: float,
+        max_idle: float,
+        reconnect_timeout: float,
+        null: bool,
+        max_uses: int,
+        max_connecting: int,
+        lifo: bool,
+        lifetime_jitter: float,
+        liveness_bypass: float | None,
+        keepalive_interval: float | None,
+        leak_timeout: float | None,
     ) -> Self: ...
-    def open(self) -> None: ...
-    def checkout(self) -> Any | None: ...
-    def wait(self, timeout: float) -> Any: ...
-    def wait_async(self, timeout: float, waker: Callable[[], object]) -> Any: ...
-    def checkin(self, conn: Any) -> str | None: ...
-    def discard(self, conn: Any, returned: bool) -> None: ...
-    def next_action(self, timeout: float) -> tuple[int, Ticket | None, Any | None, Any] | None: ...
-    def claim_validation(self, ticket: Ticket) -> Any | None: ...
-    def reclaim(self, conn: Any) -> None: ...
-    def failover_from(self, conn: Any) -> list[Any] | None: ...
-    def sockets(self) -> list[int]: ...
-    def pause(self) -> None: ...
-    def resume(self) -> None: ...
-    def connected(self, ticket: Ticket, conn: Any, took: float, fd: int | None = None) -> bool: ...
-    def connect_failed(self, ticket: Ticket, message: str) -> tuple[str, float]: ...
+    def restart_after_fork(self) -> list[int]:
+        """In a fork child: start over with an empty pool from the current
+        settings, open if the inherited one was; the inherited pool and its
+        connections are kept alive, untouched. Returns their sockets, to
+        point at /dev/null. RuntimeError in the process that made the pool."""
+    def open(self) -> None:
+        """Start accepting requests; min_size connections are queued for the
+        workers to open, and the hang-up watch starts. PoolClosed if the
+        pool was closed."""
+    def checkout(self) -> Any | None:
+        """Fast path: an idle connection, or None if the request must wait
+        (nothing idle, someone queued, a pause, a null pool)."""
+    def wait(self, timeout: float) -> Any:
+        """Wait up to *timeout* seconds in FIFO order, with the GIL released:
+        a connection, or (null pools with capacity, found at once or granted
+        while waiting) a Ticket to open one on. PoolTimeout, PoolClosed,
+        TooManyRequests; a signal handler's exception (main thread) after
+        any connection granted meanwhile went back to the pool."""
+    def wait_async(self, timeout: float, waker: Callable[[], object]) -> Any:
+        """Queue without blocking: a connection (one became available), a
+        Ticket (null pools with capacity), or a Waiting whose *waker* is
+        called, from any thread, once the wait is resolved."""
+    def checkin(self, conn: Any) -> str | None:
+        """Give back a lent connection: None if kept (idle, or handed to a
+        waiter), else the reason the caller must close it. ValueError for a
+        connection this pool did not lend (the pool is unchanged)."""
+    def discard(self, conn: Any, returned: bool) -> None:
+        """Give back a broken connection, for the caller to close; counted as
+        returns_bad if *returned* (broken by its borrower), else as
+        connections_lost. A replacement is opened if needed."""
+    def next_action(self, timeout: float) -> Action | None:
+        """The next maintenance action, waiting up to *timeout* seconds with
+        the GIL released; None on timeout."""
+    def claim_validation(self, ticket: Ticket) -> Any | None:
+        """The connection of a VALIDATE ticket, lent to the pool itself for a
+        ping; give it back with checkin() or discard(conn, False). None if
+        the ticket is stale."""
+    def reclaim(self, conn: Any) -> None:
+        """Take back a lent connection whose borrower dropped it without
+        returning it (counted in leaks_reclaimed); the caller closes it."""
+    def failover_from(self, conn: Any) -> list[Any] | None:
+        """The server went away under *conn*: retire every connection opened
+        before now and return the idle ones to close; None if *conn* itself
+        predates the last drain (one server event drains once)."""
+    def pause(self) -> None:
+        """Hold back new checkouts (they queue) until resume()."""
+    def resume(self) -> None:
+        """Serve the requests queued during a pause, oldest first."""
+    def connected(self, ticket: Ticket, conn: Any, took: float, fd: int | None = None) -> bool:
+        """Report *conn*, opened on a CREATE *ticket* in *took* seconds, with
+        its socket *fd*. False if the pool no longer wants it (closed, or the
+        ticket is from before a fork): the caller closes it."""
+    def connect_failed(self, ticket: Ticket, message: str) -> ConnectOutcome:
+        """Report a failed attempt on *ticket* (*message* free of secrets):
+        what follows it."""
     def connected_to_caller(
         self, ticket: Ticket, conn: Any, took: float, fd: int | None = None
-    ) -> bool: ...
-    def connect_failed_caller(self, ticket: Ticket, message: str) -> None: ...
-    def close(self) -> list[Any]: ...
-    def drain(self) -> list[Any]: ...
-    def resize(self, min_size: int, max_size: int) -> list[Any]: ...
-    def take_for_check(self) -> list[Any]: ...
-    def wait_ready(self, timeout: float) -> bool: ...
-    def stats(self, reset: bool = False) -> dict[str, int]: ...
-    def histograms(
-        self, reset: bool = False
-    ) -> dict[str, tuple[list[float], list[int], float]]: ...
+    ) -> bool:
+        """Null pools: the caller opened *conn* on its own *ticket*; it is
+        lent to the caller. False if the pool closed meanwhile, or the ticket
+        is from before a fork (the caller closes it)."""
+    def connect_failed_caller(self, ticket: Ticket, message: str) -> None:
+        """Null pools: the caller's own attempt failed; its capacity goes to
+        the oldest queued request, if any."""
+    def close(self) -> list[Any]:
+        """Close the pool: waiters get PoolClosed, workers get STOP once
+        their queue is empty, the hang-up watch stops; returns the idle
+        connections for the caller to close (lent ones are closed when
+        returned). Nothing happens to a pool never opened."""
+    def drain(self) -> list[Any]:
+        """Retire every connection opened so far: returns the idle ones to
+        close (replacements are queued); lent ones are retired on return."""
+    def resize(self, min_size: int, max_size: int) -> list[Any]:
+        """Change the sizes; returns idle connections above max_size to
+        close. ValueError (pool unchanged) for sizes psycopg_pool refuses."""
+    def take_for_check(self) -> list[Any]:
+        """Lend every idle connection to the pool itself for a health check;
+        give each back with checkin() or discard(conn, False)."""
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until min_size connections are idle (True), or the pool
+        closed or *timeout* seconds passed (False)."""
+    def stats(self, reset: bool = False) -> dict[str, int]:
+        """Counters and measures with psycopg_pool's keys, then ferropool's;
+        *reset* zeroes the counters after reading them."""
+    def histograms(self, reset: bool = False) -> dict[str, tuple[list[float], list[int], float]]:
+        """wait_time, usage_time and connect_time: (upper bounds in seconds,
+        cumulative counts with +Inf last, sum in seconds)."""
     @property
     def name(self) -> str: ...
     @property
     def min_size(self) -> int: ...
     @property
-    def max_size(self) -> int: ...
+    def max_size(self) -> int:
+        """max_size as configured (0: no bound, null pools)."""
     @property
-    def size(self) -> int: ...
+    def size(self) -> int:
+        """Idle + in use + being opened."""
     @property
-    def available(self) -> int: ...
+    def available(self) -> int:
+        """Idle connections."""
     @property
-    def waiting(self) -> int: ...
+    def waiting(self) -> int:
+        """Requests queued."""
     @property
-    def is_open(self) -> bool: ...
+    def is_open(self) -> bool:
+        """Accepting requests: False before open() and after close()."""
     @property
-    def closed(self) -> bool: ...
+    def was_opened(self) -> bool:
+        """open() was called, even if the pool is closed since."""
     @property
-    def opened(self) -> bool: ...
+    def max_connecting(self) -> int:
+        """Connections opened at once to serve waiting requests."""
+    @property
+    def lifo(self) -> bool:
+        """True: the connection returned last is lent first; False: use is
+        spread over the idle connections."""
     max_waiting: int
+    """Requests allowed to queue at once; 0: no bound."""
     max_lifetime: float
+    """Seconds before a connection opened from now on is retired."""
     max_idle: float
+    """Seconds an idle connection above min_size is kept."""
     reconnect_timeout: float
+    """Seconds of failed attempts before GAVE_UP."""
     max_uses: int
+    """Checkouts before a connection is retired; 0: no bound."""
     liveness_bypass: float | None
+    """Idle seconds after which a checkout polls the socket; None: off."""
     keepalive_interval: float | None
+    """Idle seconds after which a connection is pinged; None: off."""
     leak_timeout: float | None
+    """Lease seconds after which a LEAK action reports it; None: off."""
     @property
-    def paused(self) -> bool: ...
+    def paused(self) -> bool:
+        """Between pause() and resume()."""
     @property
-    def last_connect_error(self) -> str | None: ...
+    def last_connect_error(self) -> str | None:
+        """The last error met opening a connection, since the last success."""

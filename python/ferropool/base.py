@@ -135,6 +135,12 @@ class PoolBase:
     def expect_primary(self) -> bool:
         return self._runner.settings.expect_primary
 
+    @property
+    def lifo(self) -> bool:
+        """True: the connection returned last is lent first; False (the
+        default): use is spread over the idle connections."""
+        return self._runner.core.lifo
+
     # ---- pausing ---------------------------------------------------------------
 
     @property

@@ -83,6 +83,7 @@ class ConnectionPool(PoolBase, Generic[CT]):
         max_uses: int = defaults.MAX_USES,
         max_connecting: int | None = None,
         expect_primary: bool = False,
+        lifo: bool = False,
         on_connect: Callable[[CT], Any] | None = None,
         on_checkout: Callable[[CT], Any] | None = None,
         on_checkin: Callable[[CT], Any] | None = None,

@@ -82,6 +82,7 @@ class AsyncConnectionPool(PoolBase, Generic[ACT]):
         max_uses: int = defaults.MAX_USES,
         max_connecting: int | None = None,
         expect_primary: bool = False,
+        lifo: bool = False,
         on_connect: Callable[[ACT], Any] | None = None,
         on_checkout: Callable[[ACT], Any] | None = None,
         on_checkin: Callable[[ACT], Any] | None = None,

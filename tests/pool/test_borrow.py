@@ -9,6 +9,8 @@ and no connection ever lost by a waiter that gave up or was interrupted.
 from __future__ import annotations
 
 import _thread
+import contextlib
+import signal
 import threading
 import time
 import uuid
@@ -29,6 +31,7 @@ from tests.fixtures.helpers import (
     terminate_backend,
     wait_until,
 )
+from tests.fixtures.safety import fork_and_run
 
 
 @pytest.fixture
@@ -144,6 +147,47 @@ def test_same_connection_comes_back(dsn: str) -> None:
             with pool.connection() as conn:
                 assert conn is first
                 assert backend_pid(conn) == pid
+
+
+def _backends_serving(pool: ConnectionPool[Any], requests: int) -> list[int]:
+    """How many of *requests* sequential requests each backend served,
+    most first."""
+    served: dict[int, int] = {}
+    for _ in range(requests):
+        with pool.connection() as conn:
+            pid = backend_pid(conn)
+            served[pid] = served.get(pid, 0) + 1
+    return sorted(served.values(), reverse=True)
+
+
+def test_use_is_spread_over_idle_connections_by_default(dsn: str) -> None:
+    """As psycopg_pool (its idle queue is FIFO): 100 sequential requests on 4
+    idle connections go 25/25/25/25, so every backend is used (per-backend
+    state, load_balance_hosts) and none goes cold."""
+    with ConnectionPool(dsn, min_size=4, open=True) as pool:
+        pool.wait(DEADLINE)
+        assert pool.lifo is False
+        assert _backends_serving(pool, 100) == [25, 25, 25, 25]
+
+
+def test_lifo_lends_the_connection_returned_last(dsn: str) -> None:
+    """lifo=True (SQLAlchemy's pool_use_lifo): sequential requests reuse the
+    connection returned last; the others stay idle."""
+    with ConnectionPool(dsn, min_size=4, lifo=True, open=True) as pool:
+        pool.wait(DEADLINE)
+        assert pool.lifo is True
+        assert _backends_serving(pool, 100) == [100]
+        # Two held, the first given back: it is the next one lent.
+        a, b = pool.getconn(), pool.getconn()
+        pool.putconn(a)
+        with pool.connection() as conn:
+            assert conn is a
+        pool.putconn(b)
+
+
+def test_lifo_must_be_a_bool(dsn: str) -> None:
+    with pytest.raises(TypeError, match=r"lifo must be a bool, got 'yes'"):
+        ConnectionPool(dsn, lifo="yes", open=False)  # type: ignore[arg-type]
 
 
 class TaggedConnection(psycopg.Connection[Any]):
@@ -540,3 +584,96 @@ def test_keyboard_interrupt_while_waiting_loses_nothing(dsn: str) -> None:
         assert (stats["pool_size"], stats["pool_available"]) == (1, 1)
         with pool.connection(timeout=1) as conn:
             assert conn is held
+
+
+class _Interrupted(Exception):
+    """What the tests' SIGINT handler raises."""
+
+
+@contextlib.contextmanager
+def _sigint_raises() -> Iterator[None]:
+    def handler(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_grant_landing_just_after_ctrl_c_goes_back_to_the_pool(dsn: str) -> None:
+    """SIGINT reaches the main thread while it waits, and a connection is
+    returned 5 ms later, before the wait looked for signals: the handler's
+    exception is raised from the wait, and the connection granted meanwhile
+    goes back to the pool (it used to come out of the wait, and the
+    exception raised right after lost it, every time)."""
+    main = threading.get_ident()
+    with ConnectionPool(dsn, min_size=1, open=True) as pool, _sigint_raises():
+        pool.wait(DEADLINE)
+        for _ in range(20):
+            held = pool.getconn()
+
+            def interrupt_then_return(held: Any = held) -> None:
+                wait_until(lambda: pool.get_stats()["requests_waiting"] == 1, what="queued")
+                signal.pthread_kill(main, signal.SIGINT)
+                time.sleep(0.005)
+                pool.putconn(held)
+
+            helper = Threads()
+            helper.start(interrupt_then_return)
+            with pytest.raises(_Interrupted):
+                pool.getconn(timeout=60)
+            helper.join(DEADLINE)
+            stats = pool.get_stats()
+            assert (stats["pool_size"], stats["pool_available"]) == (1, 1), "a connection was lost"
+        with pool.connection(timeout=1) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_ctrl_c_is_heard_at_once_in_a_child_forked_from_another_thread(dsn: str) -> None:
+    """After fork() from a non-main thread, that thread is the child's main
+    thread: its waits look for signals every 50 ms, not every 5 s (the main
+    thread used to be remembered across fork)."""
+    with ConnectionPool(dsn, min_size=0, max_size=1, open=True) as pool:
+        # A wait on the main thread first, as a program would have done.
+        held = pool.getconn()
+        with pytest.raises(PoolTimeout):
+            pool.getconn(timeout=0.01)
+        pool.putconn(held)
+
+        def child() -> dict[str, Any]:
+            honoured = threading.Event()
+            first: list[bool] = []
+            main = threading.get_ident()
+            with _sigint_raises():
+                held = pool.getconn(timeout=DEADLINE)
+
+                def interrupt() -> None:
+                    wait_until(lambda: pool.get_stats()["requests_waiting"] == 1, what="queued")
+                    signal.pthread_kill(main, signal.SIGINT)
+                    # Heard before the connection comes back 3 s later?
+                    first.append(honoured.wait(3.0))
+                    pool.putconn(held)
+
+                helper = threading.Thread(target=interrupt, daemon=True)
+                helper.start()
+                try:
+                    pool.getconn(timeout=30)
+                    outcome = "served"
+                except _Interrupted:
+                    outcome = "interrupted"
+                    honoured.set()
+                helper.join(DEADLINE)
+            stats = pool.get_stats()
+            return {
+                "outcome": outcome,
+                "heard_before_the_return": first == [True],
+                "kept": [stats["pool_size"], stats["pool_available"]],
+            }
+
+        results: list[Any] = []
+        forker = threading.Thread(target=lambda: results.append(fork_and_run(child)))
+        forker.start()
+        forker.join(60)
+    assert results == [{"outcome": "interrupted", "heard_before_the_return": True, "kept": [1, 1]}]

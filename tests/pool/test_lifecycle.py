@@ -9,7 +9,9 @@ pg_stat_activity, through a per-test application_name.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import os
 import threading
 import time
 from typing import Any
@@ -18,7 +20,7 @@ import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 
-from ferropool import ConnectionPool, PoolTimeout
+from ferropool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from ferropool.embedded import EmbeddedPostgres, free_port
 from tests.fixtures.helpers import (
     DEADLINE,
@@ -676,3 +678,45 @@ def test_interrupted_check_closes_expired_connection(dsn: str, app_name: str) ->
         # Either back in the pool or closed; here expired, so closed.
         wait_until(lambda: checked[0].closed, timeout=2, what="the expired connection closed")
         wait_until(lambda: count_backends(dsn, app_name) <= 1, what="nothing leaked")
+
+
+def _threads_and_descriptors() -> tuple[int, int]:
+    """OS threads (Rust's included, which threading does not see) and open
+    file descriptors of this process."""
+    return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_closed_and_never_opened_pools_hold_no_thread_or_descriptor(dsn: str) -> None:
+    """psycopg_pool keeps nothing for a pool that is closed or was never
+    opened; neither does ferropool: the hang-up watch's thread and its two
+    descriptors exist only while the pool is open. 200 pools of each kind,
+    kept referenced (so that garbage collection frees nothing): the process
+    holds as many threads and descriptors as before (it held 200 threads
+    and 400 descriptors more)."""
+    gc.collect()
+    before = _threads_and_descriptors()
+    never_opened = [ConnectionPool(dsn, open=False) for _ in range(200)]
+    assert _threads_and_descriptors() == before
+
+    closed = []
+    for _ in range(200):
+        pool = ConnectionPool(dsn, min_size=0, max_size=1, open=True)
+        pool.close()
+        closed.append(pool)
+
+    async def open_and_close() -> list[AsyncConnectionPool[Any]]:
+        pools = []
+        for _ in range(20):
+            apool = AsyncConnectionPool(dsn, min_size=0, max_size=1, open=False)
+            await apool.open()
+            await apool.close()
+            pools.append(apool)
+        return pools
+
+    closed_async = asyncio.run(open_and_close())
+    threads, fds = _threads_and_descriptors()
+    # A little slack for threads of the process that come and go by
+    # themselves; a leak is one thread and two descriptors per pool.
+    assert threads - before[0] < 5 and fds - before[1] < 5, (before, (threads, fds))
+    assert len(never_opened) == len(closed) == 200 and len(closed_async) == 20

@@ -265,3 +265,126 @@ def test_a_connect_with_no_time_left_still_has_a_connect_timeout(dsn: str) -> No
         with pytest.raises(PoolTimeout, match="initialization incomplete"):
             pool.wait(timeout=0)
         assert pool.closed
+
+
+def test_requests_queued_behind_expiring_connections_are_all_served(dsn: str) -> None:
+    """psycopg_pool's behaviour (issue 13 item 2): 5 threads, one connection
+    at a time, each connection expiring after 0.2 s and each request holding
+    it 0.1 s. A connection retired on return frees its capacity for the
+    oldest queued request, which opens a new one: nobody waits out its
+    timeout."""
+    served: list[int] = []
+    with NullConnectionPool(dsn, max_size=1, max_lifetime=0.2, open=True) as pool:
+
+        def client(i: int) -> None:
+            with pool.connection(timeout=DEADLINE):
+                time.sleep(0.1)
+            served.append(i)
+
+        threads = Threads()
+        for i in range(5):
+            threads.start(client, i)
+        threads.join()
+        stats = pool.get_stats()
+    assert sorted(served) == list(range(5))
+    assert stats["requests_errors"] == 0
+    assert stats["connections_num"] >= 2, "expired connections were replaced"
+
+
+def _expire(pool: NullConnectionPool[Any], conn: psycopg.Connection[Any]) -> None:
+    time.sleep(0.2)  # past its max_lifetime (0.1 s)
+    pool.putconn(conn)
+
+
+def _close_then_return(pool: NullConnectionPool[Any], conn: psycopg.Connection[Any]) -> None:
+    conn.close()
+    pool.putconn(conn)
+
+
+def _fail_rollback(pool: NullConnectionPool[Any], conn: psycopg.Connection[Any]) -> None:
+    # Returned inside a transaction whose server went away: the rollback
+    # fails and the connection is discarded.
+    conn.execute("select 1")
+    with psycopg.connect(pool.conninfo, autocommit=True) as admin:  # type: ignore[arg-type]
+        admin.execute("select pg_terminate_backend(%s, 5000)", (conn.info.backend_pid,))
+    pool.putconn(conn)
+
+
+def _drain_then_return(pool: NullConnectionPool[Any], conn: psycopg.Connection[Any]) -> None:
+    pool.drain()
+    pool.putconn(conn)
+
+
+RETIRE_PATHS: dict[str, tuple[dict[str, Any], Any]] = {
+    "expired": ({"max_lifetime": 0.1}, _expire),
+    "closed by its borrower": ({}, _close_then_return),
+    "reset failed": ({"reset": lambda conn: 1 / 0}, lambda pool, conn: pool.putconn(conn)),
+    "rollback failed": ({}, _fail_rollback),
+    "used up": ({"max_uses": 1}, lambda pool, conn: pool.putconn(conn)),
+    "drained": ({}, _drain_then_return),
+}
+
+
+@pytest.mark.parametrize("path", sorted(RETIRE_PATHS))
+def test_a_connection_retired_on_return_serves_a_queued_request(dsn: str, path: str) -> None:
+    """Whatever retires the returned connection (it is closed, not handed
+    over), the request queued behind it is told the capacity is free and
+    opens its own connection at once, not after its timeout."""
+    settings, retire = RETIRE_PATHS[path]
+    with NullConnectionPool(dsn, max_size=1, open=True, **settings) as pool:
+        held = pool.getconn()
+        old_pid = held.info.backend_pid
+        got: list[int] = []
+
+        def waiter() -> None:
+            with pool.connection(timeout=60) as conn:
+                got.append(backend_pid(conn))
+
+        threads = Threads()
+        threads.start(waiter)
+        wait_until(lambda: pool.get_stats()["requests_waiting"] == 1, what="a queued request")
+        retire(pool, held)
+        threads.join(DEADLINE)
+        assert len(got) == 1 and got[0] != old_pid, "served by a new connection"
+        assert held.closed
+        stats = pool.get_stats()
+        assert (stats["requests_errors"], stats["requests_waiting"]) == (0, 0)
+
+
+def test_capacity_of_a_failed_connect_goes_to_the_next_request(dsn: str) -> None:
+    """A request whose own connect fails gives its capacity to the request
+    queued behind it."""
+    attempts = 0
+    real = dsn
+    gate = threading.Event()
+
+    def conninfo() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            gate.wait(DEADLINE)  # until the second request has queued
+            return f"host=127.0.0.1 port={free_port()} connect_timeout=2"
+        return real
+
+    with NullConnectionPool(conninfo, max_size=1, open=True) as pool:
+        errors: list[BaseException] = []
+        got: list[int] = []
+
+        def first() -> None:
+            try:
+                pool.getconn(timeout=DEADLINE)
+            except psycopg.OperationalError as ex:
+                errors.append(ex)
+
+        def second() -> None:
+            with pool.connection(timeout=60) as conn:
+                got.append(backend_pid(conn))
+
+        threads = Threads()
+        threads.start(first)
+        wait_until(lambda: attempts == 1, what="the first attempt")
+        threads.start(second)
+        wait_until(lambda: pool.get_stats()["requests_waiting"] == 1, what="a queued request")
+        gate.set()
+        threads.join(DEADLINE)
+        assert len(errors) == 1 and len(got) == 1

@@ -269,3 +269,114 @@ async def test_a_connect_with_no_time_left_still_has_a_connect_timeout(dsn: str)
         with pytest.raises(PoolTimeout, match="initialization incomplete"):
             await pool.wait(timeout=0)
         assert pool.closed
+
+
+async def test_requests_queued_behind_expiring_connections_are_all_served(dsn: str) -> None:
+    """As the sync pool: a connection retired on return frees its capacity
+    for the oldest queued request; nobody waits out its timeout."""
+    served: list[int] = []
+    async with AsyncNullConnectionPool(dsn, max_size=1, max_lifetime=0.2) as pool:
+
+        async def client(i: int) -> None:
+            async with pool.connection(timeout=DEADLINE):
+                await asyncio.sleep(0.1)
+            served.append(i)
+
+        await asyncio.gather(*(client(i) for i in range(5)))
+        stats = pool.get_stats()
+    assert sorted(served) == list(range(5))
+    assert stats["requests_errors"] == 0
+
+
+async def _expire(pool: AsyncNullConnectionPool[Any], conn: psycopg.AsyncConnection[Any]) -> None:
+    await asyncio.sleep(0.2)  # past its max_lifetime (0.1 s)
+    await pool.putconn(conn)
+
+
+async def _close_then_return(
+    pool: AsyncNullConnectionPool[Any], conn: psycopg.AsyncConnection[Any]
+) -> None:
+    await conn.close()
+    await pool.putconn(conn)
+
+
+async def _fail_rollback(
+    pool: AsyncNullConnectionPool[Any], conn: psycopg.AsyncConnection[Any]
+) -> None:
+    await conn.execute("select 1")
+    async with await psycopg.AsyncConnection.connect(
+        pool.conninfo,  # type: ignore[arg-type]
+        autocommit=True,
+    ) as admin:
+        await admin.execute("select pg_terminate_backend(%s, 5000)", (conn.info.backend_pid,))
+    await pool.putconn(conn)
+
+
+async def _drain_then_return(
+    pool: AsyncNullConnectionPool[Any], conn: psycopg.AsyncConnection[Any]
+) -> None:
+    await pool.drain()
+    await pool.putconn(conn)
+
+
+async def _return(pool: AsyncNullConnectionPool[Any], conn: psycopg.AsyncConnection[Any]) -> None:
+    await pool.putconn(conn)
+
+
+async def _failing_reset(conn: psycopg.AsyncConnection[Any]) -> None:
+    raise RuntimeError("reset failed")
+
+
+RETIRE_PATHS: dict[str, tuple[dict[str, Any], Any]] = {
+    "expired": ({"max_lifetime": 0.1}, _expire),
+    "closed by its borrower": ({}, _close_then_return),
+    "reset failed": ({"reset": _failing_reset}, _return),
+    "rollback failed": ({}, _fail_rollback),
+    "used up": ({"max_uses": 1}, _return),
+    "drained": ({}, _drain_then_return),
+}
+
+
+@pytest.mark.parametrize("path", sorted(RETIRE_PATHS))
+async def test_a_connection_retired_on_return_serves_a_queued_request(dsn: str, path: str) -> None:
+    """Whatever retires the returned connection, the request queued behind
+    it is told the capacity is free and opens its own connection at once."""
+    settings, retire = RETIRE_PATHS[path]
+    async with AsyncNullConnectionPool(dsn, max_size=1, **settings) as pool:
+        held = await pool.getconn()
+        old_pid = held.info.backend_pid
+
+        async def waiter() -> int:
+            async with pool.connection(timeout=60) as conn:
+                return await backend_pid_async(conn)
+
+        task = asyncio.create_task(waiter())
+        await queued(pool, 1)
+        await retire(pool, held)
+        pid = await asyncio.wait_for(task, DEADLINE)
+        assert pid != old_pid, "served by a new connection"
+        assert held.closed
+        stats = pool.get_stats()
+        assert (stats["requests_errors"], stats["requests_waiting"]) == (0, 0)
+
+
+async def test_a_waiter_cancelled_after_a_grant_passes_the_capacity_on(dsn: str) -> None:
+    """A task cancelled after it was granted capacity never keeps it: the
+    next queued request gets it."""
+    async with AsyncNullConnectionPool(dsn, max_size=1) as pool:
+        held = await pool.getconn()
+        first = asyncio.create_task(pool.getconn(timeout=60))
+        await queued(pool, 1)
+        second = asyncio.create_task(pool.getconn(timeout=60))
+        await queued(pool, 2)
+        await held.close()
+        # The grant to `first` lands in this loop iteration; cancel it
+        # before it runs.
+        await pool.putconn(held)
+        first.cancel()
+        conn = await asyncio.wait_for(second, DEADLINE)
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await pool.putconn(conn)
+        stats = pool.get_stats()
+        assert (stats["pool_size"], stats["requests_waiting"]) == (0, 0)

@@ -84,6 +84,34 @@ def test_dead_connections_are_found_without_a_query(dsn: str, app_name: str) -> 
         assert stats["requests_errors"] == 0
 
 
+@pytest.mark.parametrize("watch", ["epoll", "poll"])
+def test_a_hang_up_is_seen_without_polling_right_after_use(
+    dsn: str, app_name: str, watch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections used a moment ago are not polled at checkout (within
+    liveness_bypass); the hang-up watch still learns that their server hung
+    up. Both backends: epoll (Linux), and the portable poll() fallback used
+    on other platforms, forced here through FERROPOOL_HANGUP_WATCH (read
+    when a pool is built), which looks every 250 ms."""
+    monkeypatch.setenv("FERROPOOL_HANGUP_WATCH", watch)
+    with ConnectionPool(
+        dsn,
+        min_size=2,
+        liveness_bypass=60.0,
+        open=True,
+        kwargs={"application_name": app_name},
+    ) as pool:
+        pool.wait(timeout=DEADLINE)
+        assert run_requests(pool, 4) == []
+        terminate_all(dsn, app_name)
+        time.sleep(1.5)  # the fallback's period, six times over
+        assert run_requests(pool, 10) == []
+        stats = pool.get_stats()
+        assert stats["liveness_polls"] == 0, "found without polling at checkout"
+        assert stats["liveness_suspects"] == 2
+        assert stats["requests_errors"] == 0
+
+
 @pytest.mark.parametrize("last_use", ["idle", "just_used"])
 def test_no_request_started_after_a_server_restart_fails(
     stoppable_server: EmbeddedPostgres, app_name: str, last_use: str

@@ -93,6 +93,7 @@ class Pool(PoolBase, Generic[C]):
         max_uses: int = defaults.MAX_USES,
         max_connecting: int | None = None,
         expect_primary: bool = False,
+        lifo: bool = False,
         on_connect: Callable[[C], object] | None = None,
         on_checkout: Callable[[C], object] | None = None,
         on_checkin: Callable[[C], object] | None = None,

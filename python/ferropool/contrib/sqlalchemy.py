@@ -44,8 +44,10 @@ How SQLAlchemy's semantics map onto ferropool:
 - ferropool-specific options, passed to ``create_engine`` as is:
   ``min_size`` (overrides pool_size), ``max_idle``, ``max_lifetime``,
   ``max_waiting``, ``liveness_bypass``, ``keepalive_interval``,
-  ``num_workers``, ``leak_timeout``. ``pool_use_lifo`` is not supported (ferropool's
-  waiters are served in arrival order).
+  ``num_workers``, ``leak_timeout``. ``pool_use_lifo=True`` lends the
+  connection returned last first (QueuePool's LIFO); by default use is
+  spread over the idle connections. Waiting requests are served in arrival
+  order either way.
 
 A detached connection (``connection.detach()``) keeps its ferropool slot
 until it is closed, when it is discarded.
@@ -117,6 +119,7 @@ class FerroPool(Pool):
         keepalive_interval: float | None = 60.0,
         num_workers: int = 2,
         leak_timeout: float | None = None,
+        use_lifo: bool = False,
         recycle: int = -1,
         **kw: Any,
     ) -> None:
@@ -145,6 +148,7 @@ class FerroPool(Pool):
             "keepalive_interval": keepalive_interval,
             "num_workers": num_workers,
             "leak_timeout": leak_timeout,
+            "use_lifo": use_lifo,
         }
         self._pool_size = pool_size
         self._timeout = timeout
@@ -177,6 +181,7 @@ class FerroPool(Pool):
             liveness_bypass=liveness_bypass,
             keepalive_interval=keepalive_interval,
             leak_timeout=leak_timeout,
+            lifo=use_lifo,
             on_close=self._forget,
         )
         self._runner = registry.runner_of(self.ferropool)

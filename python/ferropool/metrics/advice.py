@@ -381,7 +381,7 @@ class Watcher:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             pool = self._pool()
-            if pool is None or (pool.closed and registry.runner_of(pool).core.opened):
+            if pool is None or (pool.closed and registry.runner_of(pool).core.was_opened):
                 return
             del pool
             try:

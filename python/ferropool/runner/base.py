@@ -55,8 +55,7 @@ class RunnerBase(Generic[C]):
         # reconnect_failed gets it. Weak, so a pool dropped without close()
         # is still collected (and its runner with it).
         self._owner = weakref.ref(owner)
-        self._core_args = settings.core_args()
-        self.core = _core.Core(**self._core_args)
+        self.core = _core.Core(**settings.core_args())
         self.leases = (
             Leases(settings.name, settings.leak_timeout)
             if settings.leak_timeout is not None
@@ -134,7 +133,7 @@ class RunnerBase(Generic[C]):
         """Raise PoolClosed unless the pool serves requests; warn once for a
         pool opened implicitly by its constructor."""
         if not self.core.is_open:
-            if self.core.opened:
+            if self.core.was_opened:
                 raise PoolClosed(f"the pool {self.name!r} is already closed")
             raise PoolClosed(f"the pool {self.name!r} is not open yet")
         if self.implicit_open:
@@ -237,8 +236,7 @@ class RunnerBase(Generic[C]):
         message = self.describe(ex)
         self._failure = (type(ex), message)
         self.failures.failed(message)
-        outcome, _ = self.core.connect_failed(ticket, message)
-        if outcome != "gave_up":
+        if self.core.connect_failed(ticket, message) != _core.ConnectOutcome.GAVE_UP:
             return False
         logger.warning(
             "reconnection attempt in pool %r failed after %s sec",
@@ -294,20 +292,14 @@ class RunnerBase(Generic[C]):
 
     def resize_core(self, min_size: int, max_size: int) -> list[Any]:
         """Resize the core; returns the idle connections to close."""
-        conns = self.core.resize(min_size, max_size)
-        self._core_args["min_size"] = min_size
-        self._core_args["max_size"] = max_size
-        return conns
+        return self.core.resize(min_size, max_size)
 
     # ---- fork ---------------------------------------------------------------------
 
     def after_fork_in_child(self, devnull: int) -> None:
         """In a child process: forget the parent's connections, start over."""
         was_open = self.core.is_open
-        old = self.core
-        fork.neutralise(old.sockets(), devnull)
-        fork.keep_forever(old)
-        self.core = _core.Core(**self._core_args)
+        fork.neutralise(self.core.restart_after_fork(), devnull)
         if self.leases is not None:
             fork.keep_forever(self.leases.forget_all())
         self.forked = True

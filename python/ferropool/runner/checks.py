@@ -43,6 +43,11 @@ MAX_WAITING = MAX_SIZE * 64
 MAX_WORKERS = 1024
 MAX_COUNT = 2**62
 
+# Each connection's max_lifetime is shortened by up to this fraction, at
+# random, so connections opened together do not all expire together
+# (psycopg_pool: 5 %).
+LIFETIME_JITTER = 0.05
+
 
 def integer(name: str, value: object, *, minimum: int = 0, maximum: int = MAX_COUNT) -> int:
     if isinstance(value, bool) or not isinstance(value, int):

@@ -3,10 +3,11 @@
 After fork() the child holds copies of the parent's sockets. Using one
 would interleave two processes on one PostgreSQL session, and merely
 closing one sends a Terminate message that ends the parent's session. So in
-the child each runner points every inherited socket at /dev/null (the
-parent's socket is untouched: only the child's descriptor changes), keeps
-the inherited connection objects alive forever (nothing is ever sent on
-them), and starts over with an empty core and new workers (threads do not
+the child each runner restarts its core in place (``Core.restart_after_fork``
+keeps the inherited connection objects alive forever, nothing ever sent on
+them, and starts over from the current settings), points every inherited
+socket it returns at /dev/null (the parent's socket is untouched: only the
+child's descriptor changes), and starts new workers (threads do not
 survive fork()).
 """
 
@@ -24,7 +25,7 @@ class Forkable(Protocol):
 
 
 _runners: weakref.WeakSet[Forkable] = weakref.WeakSet()
-# What the child inherited and must never free (connections, cores).
+# Inherited objects (leases, /dev/null's descriptor): never freed in the child.
 _inherited: list[object] = []
 _registered = False
 

@@ -32,6 +32,7 @@ from time import monotonic
 from typing import Any, TypeVar, cast
 
 from .. import _core
+from .._core import ActionKind
 from ..errors import PoolClosed, PoolTimeout
 from . import checks
 from .acompat import Event, maybe, sleep, spawn
@@ -105,8 +106,8 @@ class Runner(RunnerBase[C]):
                 action = self.core.next_action(0.0)
                 if action is None:
                     break
-                kind, ticket, conn, detail = action
-                if kind == _core.ACTION_CREATE and ticket is not None:
+                kind, ticket = action.kind, action.ticket
+                if kind == ActionKind.CREATE and ticket is not None:
                     t0 = monotonic()
                     try:
                         new = self._connect()
@@ -117,9 +118,9 @@ class Runner(RunnerBase[C]):
                         ticket, new, monotonic() - t0, self.driver.socket(new)
                     ):
                         self.driver.close(new)
-                elif kind == _core.ACTION_CLOSE:
-                    self.close_connection(cast(C, conn), detail)
-                elif kind == _core.ACTION_VALIDATE and ticket is not None:
+                elif kind == ActionKind.CLOSE:
+                    self.close_connection(cast(C, action.conn), action.reason or "")
+                elif kind == ActionKind.VALIDATE and ticket is not None:
                     self.validate(ticket)
         except BaseException:
             self._close_all(self.core.close(), "pool closed")
@@ -573,7 +574,7 @@ class Runner(RunnerBase[C]):
             logger.warning("pool %r: %s hook failed: %s", self.name, name, self.describe(ex))
 
     def restart_after_fork(self, was_open: bool) -> None:
+        # The core restarted open (if it was): only the workers are new.
         self.new_workers()
         if was_open:
-            self.core.open()
             self.workers.start()

@@ -33,6 +33,7 @@ from time import monotonic
 from typing import Any, TypeVar, cast
 
 from .. import _core
+from .._core import ActionKind
 from ..errors import PoolClosed, PoolTimeout
 from . import checks
 from .acompat import AEvent, amaybe, asleep, aspawn
@@ -110,8 +111,8 @@ class AsyncRunner(RunnerBase[C]):
                 action = self.core.next_action(0.0)
                 if action is None:
                     break
-                kind, ticket, conn, detail = action
-                if kind == _core.ACTION_CREATE and ticket is not None:
+                kind, ticket = action.kind, action.ticket
+                if kind == ActionKind.CREATE and ticket is not None:
                     t0 = monotonic()
                     try:
                         new = await self._connect()
@@ -122,9 +123,9 @@ class AsyncRunner(RunnerBase[C]):
                         ticket, new, monotonic() - t0, self.driver.socket(new)
                     ):
                         await self.driver.close(new)
-                elif kind == _core.ACTION_CLOSE:
-                    await self.close_connection(cast(C, conn), detail)
-                elif kind == _core.ACTION_VALIDATE and ticket is not None:
+                elif kind == ActionKind.CLOSE:
+                    await self.close_connection(cast(C, action.conn), action.reason or "")
+                elif kind == ActionKind.VALIDATE and ticket is not None:
                     await self.validate(ticket)
         except BaseException:
             await self._close_all(self.core.close(), "pool closed")
@@ -649,9 +650,9 @@ class AsyncRunner(RunnerBase[C]):
             logger.warning("pool %r: %s hook failed: %s", self.name, name, self.describe(ex))
 
     def restart_after_fork(self, was_open: bool) -> None:
+        # The core restarted open (if it was): only the workers are new.
         self.new_workers()
         if was_open:
-            self.core.open()
             if True:  # ASYNC
                 pass  # no loop runs in the child yet: started by ensure_running
             else:

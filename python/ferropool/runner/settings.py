@@ -111,6 +111,7 @@ class Settings:
     reset: Callable[..., Any] | str | None = None
     reconnect_failed: Callable[..., Any] | None = None
     expect_primary: bool = False
+    lifo: bool = False
     hooks: Hooks = field(default_factory=Hooks)
 
     @classmethod
@@ -137,6 +138,7 @@ class Settings:
         reset: object = None,
         reconnect_failed: object = None,
         expect_primary: object = False,
+        lifo: object = False,
         hooks: dict[str, object] | None = None,
     ) -> Settings:
         """Check every argument, naming the parameter and the value of the
@@ -175,6 +177,7 @@ class Settings:
             reset=checks.reset(reset),
             reconnect_failed=checks.callback("reconnect_failed", reconnect_failed),
             expect_primary=checks.flag("expect_primary", expect_primary),
+            lifo=checks.flag("lifo", lifo),
             hooks=Hooks(**{h: checks.callback(h, (hooks or {}).get(h)) for h in HOOKS}),
         )
 
@@ -208,7 +211,8 @@ class Settings:
             "reconnect_timeout": self.reconnect_timeout,
             "null": self.null,
             "max_uses": self.max_uses,
-            "grow_concurrency": self.max_connecting,
+            "max_connecting": self.max_connecting,
+            "lifo": self.lifo,
             "liveness_bypass": self.liveness_bypass,
             "keepalive_interval": self.keepalive_interval,
             "leak_timeout": self.leak_timeout,

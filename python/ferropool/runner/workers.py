@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
-from .. import _core
+from .._core import Action, ActionKind
 from .acompat import Worker, join, spawn
 
 if TYPE_CHECKING:
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("ferropool")
 
-# What the core asks for: (kind, ticket, connection, detail).
-Action: TypeAlias = "tuple[int, _core.Ticket | None, Any, Any]"
 
 # How long a wait for the core's next action lasts before looking whether
 # the pool still exists (one dropped without close()).
@@ -85,7 +83,7 @@ class Workers:
                 logger.debug("worker stopping: %s", ex.__class__.__name__)
                 return None
             if action is not None:
-                return None if action[0] == _core.ACTION_STOP else action
+                return None if action.kind == ActionKind.STOP else action
             if self._runner_ref() is None:
                 self._abandon()
 
@@ -107,25 +105,25 @@ class Workers:
                 )
             del runner
 
-    def _carry_out(self, runner: Runner[Any] | None, action: Any) -> None:
+    def _carry_out(self, runner: Runner[Any] | None, action: Action) -> None:
         """One maintenance action; for a pool that is gone, only cleanup."""
-        kind, ticket, conn, detail = action
-        if kind == _core.ACTION_CLOSE:
+        kind, ticket = action.kind, action.ticket
+        if kind == ActionKind.CLOSE:
             if runner is not None:
-                runner.close_connection(conn, detail)
+                runner.close_connection(action.conn, action.reason or "")
             else:
-                self._driver.close(conn)
+                self._driver.close(action.conn)
         elif runner is None:
-            if kind == _core.ACTION_CREATE and ticket is not None:
+            if kind == ActionKind.CREATE and ticket is not None:
                 # Nobody will open it: give the reserved capacity back.
                 self._core.connect_failed(ticket, "the pool was garbage-collected")
             self._abandon()
-        elif kind == _core.ACTION_CREATE and ticket is not None:
+        elif kind == ActionKind.CREATE and ticket is not None:
             runner.open_connection(ticket)
-        elif kind == _core.ACTION_VALIDATE and ticket is not None:
+        elif kind == ActionKind.VALIDATE and ticket is not None:
             runner.validate(ticket)
-        elif kind == _core.ACTION_LEAK:
-            runner.on_leak(*detail)
+        elif kind == ActionKind.LEAK and action.leak is not None:
+            runner.on_leak(action.leak.key, action.leak.held, action.leak.first)
 
     def _abandon(self) -> None:
         """The pool was dropped without close(): close what the core holds."""

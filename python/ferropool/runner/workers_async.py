@@ -23,9 +23,10 @@ import contextlib
 import logging
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 from .. import _core
+from .._core import Action, ActionKind
 from .acompat import AWorker, ajoin, aspawn, spawn
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("ferropool")
 
-# What the core asks for: (kind, ticket, connection, detail).
-Action: TypeAlias = "tuple[int, _core.Ticket | None, Any, Any]"
 
 # How long a wait for the core's next action lasts before looking whether
 # the pool still exists (one dropped without close()).
@@ -122,7 +121,7 @@ class AsyncWorkers:
                     logger.debug("worker stopping: %s", ex.__class__.__name__)
                     return None
                 if action is not None:
-                    return None if action[0] == _core.ACTION_STOP else action
+                    return None if action.kind == ActionKind.STOP else action
                 if self._runner_ref() is None:
                     self._abandon()
 
@@ -158,7 +157,7 @@ class AsyncWorkers:
                     if self._runner_ref() is None:
                         self._abandon()  # the core's stop follows
                     continue
-                if action[0] == _core.ACTION_STOP:
+                if action.kind == ActionKind.STOP:
                     for _ in range(self._count):
                         self._post(None)
                     return
@@ -174,25 +173,25 @@ class AsyncWorkers:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(wakeup.set)
 
-    async def _carry_out(self, runner: AsyncRunner[Any] | None, action: Any) -> None:
+    async def _carry_out(self, runner: AsyncRunner[Any] | None, action: Action) -> None:
         """One maintenance action; for a pool that is gone, only cleanup."""
-        kind, ticket, conn, detail = action
-        if kind == _core.ACTION_CLOSE:
+        kind, ticket = action.kind, action.ticket
+        if kind == ActionKind.CLOSE:
             if runner is not None:
-                await runner.close_connection(conn, detail)
+                await runner.close_connection(action.conn, action.reason or "")
             else:
-                await self._driver.close(conn)
+                await self._driver.close(action.conn)
         elif runner is None:
-            if kind == _core.ACTION_CREATE and ticket is not None:
+            if kind == ActionKind.CREATE and ticket is not None:
                 # Nobody will open it: give the reserved capacity back.
                 self._core.connect_failed(ticket, "the pool was garbage-collected")
             self._abandon()
-        elif kind == _core.ACTION_CREATE and ticket is not None:
+        elif kind == ActionKind.CREATE and ticket is not None:
             await runner.open_connection(ticket)
-        elif kind == _core.ACTION_VALIDATE and ticket is not None:
+        elif kind == ActionKind.VALIDATE and ticket is not None:
             await runner.validate(ticket)
-        elif kind == _core.ACTION_LEAK:
-            await runner.on_leak(*detail)
+        elif kind == ActionKind.LEAK and action.leak is not None:
+            await runner.on_leak(action.leak.key, action.leak.held, action.leak.first)
 
     def _abandon(self) -> None:
         """The pool was dropped without close(): close what the core holds."""

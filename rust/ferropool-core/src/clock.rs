@@ -1,13 +1,13 @@
 //! Monotonic time as plain nanoseconds since the pool was built.
 //!
 //! Slots keep their timestamps in atomics, so times are `u64` nanoseconds
-//! rather than `Instant`s. Two readings share one timeline:
-//! - [`Clock::now`], for the hot path (lease start and end, expiry, idle
-//!   time): on Linux the kernel's coarse monotonic clock, ~5 ns a read
-//!   instead of ~25 ns, with the scheduler tick's resolution (1-4 ms). That
-//!   is ample for lifetimes of seconds, and lease times summed over many
-//!   leases stay exact on average.
-//! - [`Clock::precise`], for deadlines, waits and connection times.
+//! rather than `Instant`s. There is one reading, [`Clock::now`]: the
+//! monotonic clock (CLOCK_MONOTONIC through the vDSO on Linux, `Instant`
+//! elsewhere), read once per checkout and once per return. Lease times
+//! feed the usage histogram, whose sub-millisecond quantiles must be
+//! right: the kernel's coarse clock (a scheduler tick, 1-4 ms) cost ~20 ns
+//! less per reading but put most leases at 0 and some at 4 ms. This module
+//! must never read a clock that can go backwards (wall time).
 
 use std::time::Duration;
 
@@ -44,57 +44,42 @@ fn read(id: libc::clockid_t) -> Nanos {
 }
 
 #[cfg(target_os = "linux")]
-fn precise_raw() -> Nanos {
+#[inline]
+fn raw() -> Nanos {
     read(libc::CLOCK_MONOTONIC)
 }
 
-#[cfg(target_os = "linux")]
-fn coarse_raw() -> Nanos {
-    read(libc::CLOCK_MONOTONIC_COARSE)
-}
-
 #[cfg(not(target_os = "linux"))]
-fn precise_raw() -> Nanos {
+fn raw() -> Nanos {
     use std::sync::OnceLock;
     use std::time::Instant;
     static BASE: OnceLock<Instant> = OnceLock::new();
     saturating_nanos(BASE.get_or_init(Instant::now).elapsed())
 }
 
-#[cfg(not(target_os = "linux"))]
-fn coarse_raw() -> Nanos {
-    precise_raw()
-}
-
 impl Clock {
     pub fn new() -> Self {
-        // Start one second before "now" so that a coarse reading lagging
-        // the precise one never goes below zero.
+        // Start one second before "now", so that no reading is ever 0 (a
+        // slot's "never used" value).
         Self {
-            epoch: precise_raw().saturating_sub(1_000_000_000),
+            epoch: raw().saturating_sub(1_000_000_000),
         }
     }
 
-    /// Cheap reading for the hot path (see the module comment).
+    /// Nanoseconds since the pool's epoch.
     #[inline]
     pub fn now(&self) -> Nanos {
-        coarse_raw().saturating_sub(self.epoch)
-    }
-
-    /// Exact reading for deadlines and measured waits.
-    #[inline]
-    pub fn precise(&self) -> Nanos {
-        precise_raw().saturating_sub(self.epoch)
+        raw().saturating_sub(self.epoch)
     }
 
     /// The instant `after` from now, saturating at [`NEVER`].
     pub fn deadline(&self, after: Duration) -> Nanos {
-        self.precise().saturating_add(saturating_nanos(after))
+        self.now().saturating_add(saturating_nanos(after))
     }
 
     /// How long from now until `at` (zero if it has passed).
     pub fn until(&self, at: Nanos) -> Duration {
-        Duration::from_nanos(at.saturating_sub(self.precise()))
+        Duration::from_nanos(at.saturating_sub(self.now()))
     }
 }
 
@@ -107,13 +92,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn coarse_and_precise_share_a_timeline() {
+    fn readings_resolve_microseconds_and_never_go_back() {
         let c = Clock::new();
-        let p = c.precise();
-        let n = c.now();
-        // The coarse clock lags by at most a scheduler tick (<= 10 ms).
-        assert!(n <= c.precise());
-        assert!(p.saturating_sub(n) < 10_000_000, "coarse {n} precise {p}");
-        assert!(n >= 900_000_000, "epoch leaves room below now");
+        let first = c.now();
+        assert!(first >= 1_000_000_000, "epoch leaves room below now");
+        // A busy wait of ~50 us reads as such: the coarse clock read 0 or
+        // a whole tick (1-4 ms) here.
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_micros(50) {}
+        let measured = saturating_nanos(start.elapsed());
+        let span = c.now() - first;
+        assert!(span >= 50_000, "{span} ns read for a 50 us wait");
+        assert!(span >= measured / 2, "{span} ns read for {measured} ns");
     }
 }

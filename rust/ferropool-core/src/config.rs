@@ -2,12 +2,17 @@
 //!
 //! Validation lives here so every front end (the Python binding today) gets
 //! the same rules and the same messages: each error names the parameter and
-//! the value that was refused.
+//! the value that was refused. Defaults do not: the front end owns them
+//! (psycopg_pool's, in Python), so `Config` has no `Default` and every
+//! setting is spelled out where a pool is built. This module must never
+//! pick a value the caller did not give.
 
 use std::fmt;
 use std::time::Duration;
 
-/// Sizes and lifetimes of one pool.
+/// Sizes and lifetimes of one pool. Every optional duration is an
+/// `Option<Duration>`, `None` meaning "off" (the one convention, also in
+/// Python, where it is `None`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Used in error messages only.
@@ -32,7 +37,14 @@ pub struct Config {
     /// A connection is retired after this many checkouts; `0` means no bound.
     pub max_uses: u64,
     /// How many connections may be opened at once to serve waiting requests.
-    pub grow_concurrency: usize,
+    pub max_connecting: usize,
+    /// Checkout order among idle connections: `false` spreads use over them
+    /// (each checkout starts looking after the slot lent last, so sequential
+    /// requests rotate as with psycopg_pool's FIFO deque); `true` lends the
+    /// lowest idle slot first (the connection used last is reused: hot
+    /// caches, and idle surplus above min_size ages out under light load,
+    /// as SQLAlchemy's `pool_use_lifo`).
+    pub lifo: bool,
     /// Null pool: connections are not kept after use; the requesting thread
     /// opens its own connection when there is capacity.
     pub null: bool,
@@ -45,28 +57,6 @@ pub struct Config {
     /// A lease held longer than this is reported once as a leak; `None`
     /// turns leak detection off.
     pub leak_timeout: Option<Duration>,
-}
-
-impl Default for Config {
-    /// psycopg_pool's defaults.
-    fn default() -> Self {
-        Self {
-            name: "pool".to_owned(),
-            min_size: 4,
-            max_size: 4,
-            max_waiting: 0,
-            max_lifetime: Duration::from_secs(3600),
-            lifetime_jitter: 0.05,
-            max_idle: Duration::from_secs(600),
-            reconnect_timeout: Duration::from_secs(300),
-            max_uses: 0,
-            grow_concurrency: 1,
-            null: false,
-            liveness_bypass: None,
-            keepalive_interval: None,
-            leak_timeout: None,
-        }
-    }
 }
 
 /// A refused configuration value: which parameter, which value, and why.
@@ -157,12 +147,8 @@ impl Config {
         }
         positive_or_off("keepalive_interval", self.keepalive_interval)?;
         positive_or_off("leak_timeout", self.leak_timeout)?;
-        if self.grow_concurrency == 0 {
-            return Err(ConfigError::new(
-                "grow_concurrency",
-                0,
-                "must be at least 1",
-            ));
+        if self.max_connecting == 0 {
+            return Err(ConfigError::new("max_connecting", 0, "must be at least 1"));
         }
         if self.max_waiting > MAX_POOL_SIZE * 64 {
             return Err(ConfigError::new(
@@ -250,9 +236,58 @@ pub fn validate_sizes(min_size: usize, max_size: usize, null: bool) -> Result<()
 mod tests {
     use super::*;
 
+    fn config() -> Config {
+        Config {
+            name: "test".into(),
+            min_size: 1,
+            max_size: 2,
+            max_waiting: 0,
+            max_lifetime: Duration::from_secs(60),
+            lifetime_jitter: 0.05,
+            max_idle: Duration::from_secs(60),
+            reconnect_timeout: Duration::from_secs(60),
+            max_uses: 0,
+            max_connecting: 1,
+            lifo: false,
+            null: false,
+            liveness_bypass: None,
+            keepalive_interval: None,
+            leak_timeout: None,
+        }
+    }
+
     #[test]
-    fn defaults_are_valid() {
-        Config::default().validate().unwrap();
+    fn validate_names_the_refused_setting() {
+        config().validate().unwrap();
+        let refused = |c: Config| c.validate().unwrap_err().param;
+        assert_eq!(
+            refused(Config {
+                max_connecting: 0,
+                ..config()
+            }),
+            "max_connecting"
+        );
+        assert_eq!(
+            refused(Config {
+                keepalive_interval: Some(Duration::ZERO),
+                ..config()
+            }),
+            "keepalive_interval"
+        );
+        assert_eq!(
+            refused(Config {
+                lifetime_jitter: 1.0,
+                ..config()
+            }),
+            "lifetime_jitter"
+        );
+        // liveness_bypass zero is meaningful: poll at every checkout.
+        Config {
+            liveness_bypass: Some(Duration::ZERO),
+            ..config()
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]

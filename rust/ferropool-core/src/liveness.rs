@@ -9,11 +9,17 @@
 
 /// True if the socket is readable, closed or invalid (or the poll failed):
 /// the connection must be validated before it is lent.
-#[cfg(all(target_os = "linux", not(loom)))]
+#[cfg(all(unix, not(loom)))]
 pub fn socket_looks_dead(fd: i32) -> bool {
+    // POLLRDHUP (the peer closed its side) exists on Linux only; elsewhere
+    // the peer's FIN makes the socket readable (POLLIN), which is enough.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const EVENTS: libc::c_short = libc::POLLIN | libc::POLLRDHUP;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const EVENTS: libc::c_short = libc::POLLIN;
     let mut pfd = libc::pollfd {
         fd,
-        events: libc::POLLIN | libc::POLLRDHUP,
+        events: EVENTS,
         revents: 0,
     };
     // SAFETY: `pfd` is one valid, writable pollfd and nfds is 1; with a zero
@@ -24,13 +30,14 @@ pub fn socket_looks_dead(fd: i32) -> bool {
     n != 0
 }
 
-/// Other platforms (and loom models): no socket polling.
-#[cfg(not(all(target_os = "linux", not(loom))))]
+/// Windows (sockets are not file descriptors there) and loom models: no
+/// socket polling; the hang-up watch and pings remain.
+#[cfg(not(all(unix, not(loom))))]
 pub fn socket_looks_dead(_fd: i32) -> bool {
     false
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(all(test, unix, not(loom)))]
 mod tests {
     use super::*;
     use std::io::Write;

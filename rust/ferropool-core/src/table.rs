@@ -73,13 +73,24 @@ impl<T> SlotTable<T> {
         Some((id, &self.segment(seg)[off]))
     }
 
-    /// Slots `0..len()` with their ids, lowest first. Lowest-first is a
-    /// policy: borrowers concentrate on the first slots, so the last ones
-    /// go idle and the idle sweep can shrink the pool.
+    /// Slots `0..len()` with their ids, lowest first.
     #[inline]
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (SlotId, &Slot<T>)> + '_ {
         (0..self.len()).filter_map(move |i| {
             let id = i as SlotId;
+            self.get(id).map(|s| (id, s))
+        })
+    }
+
+    /// Every slot once, starting at `start` and wrapping around (from 0 if
+    /// `start` is past the end): where a checkout looks for an idle slot.
+    #[inline]
+    pub fn iter_from(&self, start: usize) -> impl Iterator<Item = (SlotId, &Slot<T>)> + '_ {
+        let len = self.len();
+        let start = if start < len { start } else { 0 };
+        (0..len).filter_map(move |i| {
+            let j = i + start;
+            let id = (if j >= len { j - len } else { j }) as SlotId;
             self.get(id).map(|s| (id, s))
         })
     }
@@ -111,5 +122,18 @@ mod tests {
         }
         assert_eq!(t.len(), 100);
         assert_eq!(t.iter().count(), 100);
+    }
+
+    #[test]
+    fn iter_from_visits_every_slot_once_from_start() {
+        let t: SlotTable<u8> = SlotTable::new();
+        for _ in 0..5 {
+            t.extend().unwrap();
+        }
+        let ids = |start| t.iter_from(start).map(|(id, _)| id).collect::<Vec<_>>();
+        assert_eq!(ids(0), vec![0, 1, 2, 3, 4]);
+        assert_eq!(ids(3), vec![3, 4, 0, 1, 2]);
+        assert_eq!(ids(5), vec![0, 1, 2, 3, 4], "past the end: from 0");
+        assert_eq!(ids(99), vec![0, 1, 2, 3, 4]);
     }
 }

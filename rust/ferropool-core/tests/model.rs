@@ -9,14 +9,19 @@
 //! - idle + in use + being created == size, and size stays within max_size
 //!   except for connections lent or being opened before a resize down;
 //! - no slot is left in a transient phase, and the stats agree.
+//!
+//! A second model runs null pools, whose requests open their own
+//! connections on tickets: there, in addition, no request stays queued
+//! while the pool is below max_size (capacity freed by any retire path is
+//! granted to the oldest waiter).
 
 mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::config;
-use ferropool_core::{Action, Begin, Checkin, Connected, Loss, Pool, WaitTicket};
+use common::{config, null_config};
+use ferropool_core::{Action, Begin, Checkin, Connected, Loss, Pool, Served, Ticket, WaitTicket};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -72,7 +77,7 @@ struct Model {
 impl Model {
     fn new(min: usize, max: usize) -> Self {
         let mut cfg = config(min, max);
-        cfg.grow_concurrency = 2;
+        cfg.max_connecting = 2;
         // Every idle connection is due for a keepalive ping, so the model
         // also exercises validation tickets.
         cfg.keepalive_interval = Some(Duration::from_nanos(1));
@@ -115,8 +120,8 @@ impl Model {
             }
             Op::FinishWait(i) if !self.waits.is_empty() => {
                 let t = self.waits.remove(i % self.waits.len());
-                if let Ok(l) = self.pool.finish_wait(t, |c| *c) {
-                    self.held.push(l.value);
+                if let Ok(s) = self.pool.finish_wait(t, |c| *c) {
+                    self.held.push(s.lent().expect("not a null pool").value);
                 }
             }
             Op::CancelWait(i) if !self.waits.is_empty() => {
@@ -276,6 +281,211 @@ proptest! {
     ) {
         let max = (min + extra).max(1);
         let mut m = Model::new(min, max);
+        m.check();
+        for op in ops {
+            m.apply(op);
+            m.check();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum NullOp {
+    Borrow,
+    FinishWait(usize),
+    CancelWait(usize),
+    /// Report a request's own connect attempt: success, or failure.
+    Connected(usize, bool),
+    Return(usize),
+    /// Closed by its borrower, failed rollback or reset.
+    Discard(usize),
+    /// New connections expire at once (true), or after an hour (false).
+    Lifetime(bool),
+    Resize(usize),
+    Pause,
+    Resume,
+    Close,
+}
+
+fn null_op() -> impl Strategy<Value = NullOp> {
+    prop_oneof![
+        6 => Just(NullOp::Borrow),
+        3 => any::<usize>().prop_map(NullOp::FinishWait),
+        1 => any::<usize>().prop_map(NullOp::CancelWait),
+        5 => (any::<usize>(), proptest::bool::weighted(0.2)).prop_map(|(i, f)| NullOp::Connected(i, f)),
+        5 => any::<usize>().prop_map(NullOp::Return),
+        2 => any::<usize>().prop_map(NullOp::Discard),
+        1 => any::<bool>().prop_map(NullOp::Lifetime),
+        1 => (1usize..4).prop_map(NullOp::Resize),
+        1 => Just(NullOp::Pause),
+        2 => Just(NullOp::Resume),
+        1 => Just(NullOp::Close),
+    ]
+}
+
+struct NullModel {
+    pool: Pool<u64>,
+    held: Vec<u64>,
+    /// Tickets of requests opening their own connection.
+    connecting: Vec<Ticket>,
+    waits: Vec<WaitTicket>,
+    closed: HashSet<u64>,
+    opened: u64,
+    resized_down: bool,
+}
+
+impl NullModel {
+    fn new(max: usize) -> Self {
+        let pool = Pool::new(null_config(max)).unwrap();
+        pool.open().unwrap();
+        Self {
+            pool,
+            held: Vec::new(),
+            connecting: Vec::new(),
+            waits: Vec::new(),
+            closed: HashSet::new(),
+            opened: 0,
+            resized_down: false,
+        }
+    }
+
+    fn close(&mut self, p: u64) {
+        assert!(self.closed.insert(p), "{p} closed twice");
+    }
+
+    fn apply(&mut self, op: NullOp) {
+        match op {
+            NullOp::Borrow => {
+                assert!(matches!(self.pool.checkout(|c| *c), Ok(None) | Err(_)));
+                match self.pool.begin_wait(Duration::from_secs(60), None, |c| *c) {
+                    Ok(Begin::Connect(t)) => self.connecting.push(t),
+                    Ok(Begin::Wait(t)) => self.waits.push(t),
+                    Ok(Begin::Ready(_)) => panic!("a null pool keeps nothing idle"),
+                    Err(_) => {}
+                }
+            }
+            NullOp::FinishWait(i) if !self.waits.is_empty() => {
+                let t = self.waits.remove(i % self.waits.len());
+                match self.pool.finish_wait(t, |c| *c) {
+                    Ok(Served::Lent(l)) => self.held.push(l.value),
+                    Ok(Served::Connect(t)) => self.connecting.push(t),
+                    Err(_) => {}
+                }
+            }
+            NullOp::CancelWait(i) if !self.waits.is_empty() => {
+                let t = self.waits.remove(i % self.waits.len());
+                if let Some(p) = self.pool.cancel_wait(t) {
+                    self.close(p);
+                }
+            }
+            NullOp::Connected(i, fail) if !self.connecting.is_empty() => {
+                let t = self.connecting.remove(i % self.connecting.len());
+                if fail {
+                    self.pool.connect_failed_caller(t, "refused".into());
+                } else {
+                    self.opened += 1;
+                    let p = self.opened;
+                    match self
+                        .pool
+                        .connected_to_caller(t, p, p as usize, -1, Duration::ZERO, |c| *c)
+                    {
+                        Ok(l) => self.held.push(l.value),
+                        Err(p) => self.close(p),
+                    }
+                }
+            }
+            NullOp::Return(i) if !self.held.is_empty() => {
+                let c = self.held.remove(i % self.held.len());
+                match self.pool.checkin(c as usize, |x| *x == c).unwrap() {
+                    Checkin::Kept => {}
+                    Checkin::Close(p, _) => self.close(p),
+                }
+            }
+            NullOp::Discard(i) if !self.held.is_empty() => {
+                let c = self.held.remove(i % self.held.len());
+                let p = self
+                    .pool
+                    .discard(c as usize, |x| *x == c, Loss::ReturnedBroken)
+                    .unwrap();
+                self.close(p.expect("a lent connection is given back to close"));
+            }
+            NullOp::Lifetime(expire) => {
+                let d = if expire {
+                    Duration::from_nanos(1)
+                } else {
+                    Duration::from_secs(3600)
+                };
+                self.pool.set_max_lifetime(d).unwrap();
+            }
+            NullOp::Resize(max) => {
+                if max < self.pool.max_size() {
+                    self.resized_down = true;
+                }
+                assert!(self.pool.resize(0, max).unwrap().is_empty());
+            }
+            NullOp::Pause => self.pool.pause(),
+            NullOp::Resume => self.pool.resume(),
+            NullOp::Close => {
+                assert!(self.pool.close().is_empty(), "nothing idle to close");
+            }
+            _ => {}
+        }
+    }
+
+    fn check(&self) {
+        let held: HashSet<u64> = self.held.iter().copied().collect();
+        assert_eq!(held.len(), self.held.len(), "a payload is held twice");
+        assert!(held.is_disjoint(&self.closed), "a closed payload is held");
+
+        // [Free, Reserved, Idle, InUse, Returning, Handoff, Retiring, Validating]
+        let phases = self.pool.phase_counts();
+        assert_eq!(phases[2], 0, "a null pool keeps nothing idle");
+        assert_eq!(phases[4] + phases[6] + phases[7], 0, "{phases:?}");
+        let (reserved, in_use, handoff) = (phases[1], phases[3], phases[5]);
+        assert_eq!(in_use, self.held.len());
+        let size = self.pool.size();
+        assert_eq!(size, reserved + in_use + handoff, "size accounting");
+        let resolved = self
+            .waits
+            .iter()
+            .filter(|t| t.waiter().is_resolved())
+            .count();
+        // Every reserved slot is a request's connect ticket, or capacity
+        // granted to a waiter; every handoff slot a connection granted.
+        assert!(reserved >= self.connecting.len());
+        assert!(
+            reserved + handoff <= self.connecting.len() + resolved,
+            "a reserved or handed-off slot nobody holds"
+        );
+        assert_eq!(
+            self.opened,
+            (in_use + handoff + self.closed.len()) as u64,
+            "payload lost or double-counted"
+        );
+        let max = self.pool.max_size();
+        if !self.resized_down {
+            assert!(size <= max, "size {size} above max_size {max}");
+        }
+        let pending = self.waits.len() - resolved;
+        if self.pool.is_open() && !self.pool.is_paused() {
+            assert!(
+                pending == 0 || size >= max,
+                "{pending} request(s) queued with capacity free: size {size} < max_size {max}"
+            );
+            assert_eq!(self.pool.stats(false).requests_waiting as usize, pending);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn null_pools_never_strand_a_request(
+        max in 1usize..4,
+        ops in proptest::collection::vec(null_op(), 1..120),
+    ) {
+        let mut m = NullModel::new(max);
         m.check();
         for op in ops {
             m.apply(op);

@@ -107,7 +107,7 @@ fn waiters_are_served_in_fifo_order() {
     for (i, t) in tickets.into_iter().enumerate() {
         pool.checkin(current as usize, |c| *c == current).unwrap();
         assert!(t.waiter().is_resolved(), "waiter {i} was granted on return");
-        current = pool.finish_wait(t, |c| *c).unwrap().value;
+        current = pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value;
         order.push(i);
     }
     assert_eq!(order, vec![0, 1, 2]);
@@ -127,7 +127,10 @@ fn newcomers_queue_behind_waiters() {
     pool.checkin(held as usize, |c| *c == held).unwrap();
     // The connection went to the waiter, not to the fast path.
     assert!(pool.checkout(|c| *c).unwrap().is_none());
-    assert_eq!(pool.finish_wait(t, |c| *c).unwrap().value, held);
+    assert_eq!(
+        pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value,
+        held
+    );
 }
 
 #[test]
@@ -333,7 +336,7 @@ fn idle_sweep_shrinks_to_min_size_per_connection() {
     }
     let got: Vec<u64> = tickets
         .into_iter()
-        .map(|t| pool.finish_wait(t, |c| *c).unwrap().value)
+        .map(|t| pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value)
         .collect();
     for c in got.iter().chain([&a]) {
         pool.checkin(*c as usize, |x| x == c).unwrap();
@@ -374,7 +377,10 @@ fn null_pool_lends_a_ticket_then_closes_on_return() {
         panic!("expected to wait at max_size");
     };
     assert_eq!(pool.checkin(7, |c| *c == 7).unwrap(), Checkin::Kept);
-    assert_eq!(pool.finish_wait(t, |c| *c).unwrap().value, 7);
+    assert_eq!(
+        pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value,
+        7
+    );
     assert_eq!(
         pool.checkin(7, |c| *c == 7).unwrap(),
         Checkin::Close(7, CloseReason::Idle)
@@ -407,7 +413,7 @@ fn threads_never_share_a_connection() {
                             Begin::Ready(l) => l.value,
                             Begin::Wait(t) => {
                                 while !pool.park(&t, Duration::from_millis(100)) {}
-                                pool.finish_wait(t, |c| *c).unwrap().value
+                                pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value
                             }
                             Begin::Connect(_) => unreachable!(),
                         },
@@ -461,4 +467,93 @@ fn a_grant_cancelled_after_close_is_closed_not_kept() {
     );
     assert_eq!(pool.phase_counts()[2], 0);
     assert_eq!(pool.size(), 0);
+}
+
+/// How many of `n` sequential checkouts each connection served.
+fn served_per_connection(pool: &Pool<u64>, n: usize) -> Vec<usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let c = pool.checkout(|c| *c).unwrap().unwrap().value;
+        *counts.entry(c).or_insert(0) += 1;
+        pool.checkin(c as usize, |x| *x == c).unwrap();
+    }
+    counts.into_values().collect()
+}
+
+#[test]
+fn sequential_checkouts_spread_over_idle_connections_by_default() {
+    let (pool, _) = filled(4, 4);
+    assert!(!pool.lifo());
+    assert_eq!(served_per_connection(&pool, 100), vec![25, 25, 25, 25]);
+    // Some lent meanwhile: the others still share the load.
+    let held = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let counts = served_per_connection(&pool, 90);
+    assert_eq!(counts, vec![30, 30, 30], "held {held}: {counts:?}");
+}
+
+#[test]
+fn lifo_reuses_the_connection_returned_last() {
+    let mut cfg = config(4, 4);
+    cfg.lifo = true;
+    let pool = Pool::new(cfg).unwrap();
+    pool.open().unwrap();
+    Driver::new().run(&pool);
+    assert_eq!(served_per_connection(&pool, 100), vec![100]);
+    let a = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let b = pool.checkout(|c| *c).unwrap().unwrap().value;
+    pool.checkin(a as usize, |x| *x == a).unwrap();
+    assert_eq!(pool.checkout(|c| *c).unwrap().unwrap().value, a);
+    pool.checkin(b as usize, |x| *x == b).unwrap();
+}
+
+#[test]
+fn lease_times_are_measured_to_the_microsecond() {
+    // The usage histogram's figure for a lease lies between two readings
+    // of another clock taken inside and around the same lease: the coarse
+    // clock used before read 0 or a whole tick (1-4 ms) for it.
+    let (pool, _) = filled(1, 1);
+    let mut inner = Duration::ZERO;
+    let mut outer = Duration::ZERO;
+    for _ in 0..20 {
+        let around = std::time::Instant::now();
+        let c = pool.checkout(|c| *c).unwrap().unwrap().value;
+        let within = std::time::Instant::now();
+        while within.elapsed() < Duration::from_micros(100) {}
+        inner += within.elapsed();
+        pool.checkin(c as usize, |x| *x == c).unwrap();
+        outer += around.elapsed();
+    }
+    let [_, (name, usage), _] = pool.histograms(false);
+    assert_eq!((name, usage.count()), ("usage_time", 20));
+    let recorded = Duration::from_secs_f64(usage.sum);
+    assert!(recorded >= inner, "{recorded:?} recorded, {inner:?} held");
+    assert!(recorded <= outer, "{recorded:?} recorded, {outer:?} around");
+}
+
+#[test]
+fn a_successor_after_fork_starts_empty_from_the_current_settings() {
+    let (pool, _) = filled(2, 3);
+    let lent = pool.checkout(|c| *c).unwrap().unwrap().value;
+    pool.resize(1, 4).unwrap();
+    pool.set_max_lifetime(Duration::from_secs(7)).unwrap();
+    pool.set_leak_timeout(Some(Duration::from_secs(9))).unwrap();
+    let (next, sockets) = pool.successor_after_fork().unwrap();
+    assert!(sockets.is_empty(), "the test's connections have no socket");
+    assert_eq!(next.config(), pool.config());
+    assert_eq!((next.min_size(), next.max_size()), (1, 4));
+    assert_eq!(next.max_lifetime(), Duration::from_secs(7));
+    assert!(next.is_open(), "open because the inherited one was");
+    let s = next.stats(false);
+    assert_eq!(
+        (s.pool_size, s.pool_available, s.connections_num),
+        (1, 0, 0)
+    );
+    // The inherited pool is left as it was (never touched again in a real
+    // child: leaked).
+    assert_eq!(pool.size(), 2);
+    assert!(pool.checkin(lent as usize, |c| *c == lent).is_ok());
+
+    let never: Pool<u64> = Pool::new(config(1, 1)).unwrap();
+    let (next, _) = never.successor_after_fork().unwrap();
+    assert!(!next.is_open() && !next.was_opened());
 }

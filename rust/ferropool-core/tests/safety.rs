@@ -67,7 +67,10 @@ fn a_suspect_that_passes_its_ping_is_kept_and_handed_to_the_waiter() {
     };
     d.run(&pool);
     assert!(t.waiter().is_resolved());
-    assert_eq!(pool.finish_wait(t, |c| *c).unwrap().value, 1);
+    assert_eq!(
+        pool.finish_wait(t, |c| *c).unwrap().lent().unwrap().value,
+        1
+    );
     assert!(d.closed.is_empty());
 }
 
@@ -252,4 +255,38 @@ fn a_retired_connection_socket_is_forgotten_while_its_replacement_opens() {
         "replacements are being opened in the same slots"
     );
     assert_eq!(pool.sockets(), Vec::<i32>::new());
+}
+
+#[test]
+fn the_hang_up_watch_runs_only_while_the_pool_is_open() {
+    let pool: Pool<u64> = Pool::new(config(1, 1)).unwrap();
+    let (_, running) = pool.hangup_watch().unwrap();
+    assert!(!running, "never opened: no thread, no descriptors");
+    pool.open().unwrap();
+    let (backend, running) = pool.hangup_watch().unwrap();
+    assert_eq!(
+        running,
+        backend != ferropool_core::hangup::Backend::Inert,
+        "{backend:?}"
+    );
+    drop(pool.close());
+    assert!(!pool.hangup_watch().unwrap().1, "closed: stopped");
+    let null: Pool<u64> = Pool::new(common::null_config(1)).unwrap();
+    null.open().unwrap();
+    assert!(
+        null.hangup_watch().is_none(),
+        "null pools keep nothing to watch"
+    );
+}
+
+#[test]
+fn the_hang_up_watch_backend_is_the_one_asked_for() {
+    // CI runs this file with FERROPOOL_HANGUP_WATCH=poll too: the hang-up
+    // tests above then run on the portable backend.
+    let pool: Pool<u64> = Pool::new(config(1, 1)).unwrap();
+    let (backend, _) = pool.hangup_watch().unwrap();
+    assert_eq!(backend, ferropool_core::hangup::Backend::from_env());
+    if std::env::var(ferropool_core::hangup::BACKEND_ENV).as_deref() == Ok("poll") {
+        assert_eq!(backend, ferropool_core::hangup::Backend::Poll);
+    }
 }

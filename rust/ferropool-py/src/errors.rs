@@ -33,6 +33,17 @@ pub fn to_py(py: Python<'_>, err: PoolError) -> PyErr {
     }
 }
 
+/// A wait begun in the parent process, finished in a fork child after the
+/// core restarted: nothing can come of it (`PoolTimeout`, as for any wait
+/// that got nothing).
+pub fn forked_wait(py: Python<'_>, name: &str) -> PyErr {
+    let msg = format!(
+        "couldn't get a connection: the wait began in the parent process before fork(), \
+         and the pool '{name}' started over in this child process"
+    );
+    raise(py, &POOL_TIMEOUT, "PoolTimeout", msg)
+}
+
 pub fn config_to_py(err: ConfigError) -> PyErr {
     PyValueError::new_err(err.to_string())
 }

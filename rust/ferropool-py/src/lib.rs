@@ -16,11 +16,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::Core>()?;
     m.add_class::<pool::Ticket>()?;
     m.add_class::<pool::Waiting>()?;
-    m.add("ACTION_CREATE", pool::ACTION_CREATE)?;
-    m.add("ACTION_CLOSE", pool::ACTION_CLOSE)?;
-    m.add("ACTION_STOP", pool::ACTION_STOP)?;
-    m.add("ACTION_VALIDATE", pool::ACTION_VALIDATE)?;
-    m.add("ACTION_LEAK", pool::ACTION_LEAK)?;
+    m.add_class::<pool::Action>()?;
+    m.add_class::<pool::ActionKind>()?;
+    m.add_class::<pool::Leak>()?;
+    m.add_class::<pool::ConnectOutcome>()?;
     m.add("MAX_POOL_SIZE", ferropool_core::config::MAX_POOL_SIZE)?;
     Ok(())
 }

@@ -1,4 +1,8 @@
 //! Borrowing: the lock-free checkout and the queued wait behind it.
+//!
+//! A slot is lent only by the thread whose compare-and-set took it; the
+//! fast path must never take a lock, and a wait's deadline is computed
+//! once, when it begins.
 
 use std::time::Duration;
 
@@ -6,7 +10,7 @@ use super::{Checkin, Pool};
 use crate::clock::{saturating_nanos, Nanos};
 use crate::error::PoolError;
 use crate::maintenance::{Action, CloseReason, Ticket};
-use crate::slot::{Owned, Phase, SlotId};
+use crate::slot::{phase_of, Owned, Phase, SlotId};
 use crate::stats::bump;
 use crate::sync::{lock, store_load_barrier, Arc, Ordering};
 use crate::waiter::{Outcome, Waiter, WakeFn};
@@ -33,6 +37,27 @@ impl WaitTicket {
     }
 }
 
+/// What a finished wait was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Served<R> {
+    /// A connection, lent to the caller.
+    Lent(Lent<R>),
+    /// Null pool: capacity was freed for this request. Open a connection on
+    /// the ticket and report it with `connected_to_caller` (or
+    /// `connect_failed_caller`), as after [`Begin::Connect`].
+    Connect(Ticket),
+}
+
+impl<R> Served<R> {
+    /// The lent connection, if a connection was handed over.
+    pub fn lent(self) -> Option<Lent<R>> {
+        match self {
+            Served::Lent(l) => Some(l),
+            Served::Connect(_) => None,
+        }
+    }
+}
+
 /// What a request that found nothing idle must do next.
 #[derive(Debug)]
 pub enum Begin<R> {
@@ -41,7 +66,9 @@ pub enum Begin<R> {
     /// Null pool with spare capacity: open a connection on this ticket
     /// yourself and report it with `connected_to_caller`.
     Connect(Ticket),
-    /// Queued: wait on the ticket, then call `finish_wait`.
+    /// Queued: wait on the ticket, then call `finish_wait` (or
+    /// `cancel_wait`). A null pool's request may be granted capacity (a
+    /// connect ticket) instead of a connection.
     Wait(WaitTicket),
 }
 
@@ -65,12 +92,24 @@ impl<T: Send> Pool<T> {
             .map(|(owned, now)| self.lend(owned, now, false, read)))
     }
 
-    /// Take the first idle slot that may be lent: expired ones are retired
-    /// and suspect ones (see `liveness`) sent for validation on the way.
-    /// The slot comes back still owned, ready for `lend`.
+    /// Take an idle slot that may be lent: expired ones are retired and
+    /// suspect ones (see `liveness`) sent for validation on the way. The
+    /// slot comes back still owned, ready for `lend`, with the time read
+    /// for its lease.
+    ///
+    /// Which idle slot: with `lifo`, the lowest (the connection returned
+    /// last is reused); otherwise the first after the slot lent last, so
+    /// use rotates over every idle connection, as psycopg_pool's FIFO deque
+    /// does. The cursor is a hint read and written with relaxed atomics
+    /// (the slot's compare-and-set is what decides), on a line of its own.
     pub(super) fn take_idle(&self) -> Option<(Owned<'_, T>, Nanos)> {
         let mut now = None;
-        for (id, slot) in self.slots.iter() {
+        let start = if self.lifo {
+            0
+        } else {
+            self.cursor.0.load(Ordering::Relaxed)
+        };
+        for (id, slot) in self.slots.iter_from(start) {
             let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) else {
                 continue;
             };
@@ -86,6 +125,9 @@ impl<T: Send> Pool<T> {
                 self.push_actions([Action::Validate(ticket)]);
                 continue;
             }
+            if !self.lifo {
+                self.cursor.0.store(id as usize + 1, Ordering::Relaxed);
+            }
             return Some((owned, t));
         }
         None
@@ -95,8 +137,8 @@ impl<T: Send> Pool<T> {
     /// window. Cheap (one non-blocking syscall) and only off the hottest
     /// path: a connection reused within the window is not polled.
     fn looks_dead(&self, owned: &Owned<'_, T>, now: Nanos) -> bool {
-        let bypass = self.liveness_bypass_ns.load(Ordering::Relaxed);
-        if bypass == u64::MAX {
+        let bypass = self.liveness_bypass.nanos();
+        if bypass == super::OFF {
             return false;
         }
         if self.hung_up(owned) {
@@ -173,11 +215,13 @@ impl<T: Send> Pool<T> {
         on_wake: Option<WakeFn>,
         read: impl FnOnce(&T) -> R,
     ) -> Result<Begin<R>, PoolError> {
-        let now = self.clock.precise();
+        let now = self.now();
         let deadline = now.saturating_add(saturating_nanos(timeout));
         let mut queue = lock(&self.queue);
         self.check_open()?;
-        if self.null && !self.is_paused() {
+        // A null pool's spare capacity goes to this request, unless earlier
+        // ones are queued: it must not overtake them.
+        if self.null && queue.is_empty() && !self.is_paused() {
             if let Some(ticket) = self.reserve() {
                 return Ok(Begin::Connect(ticket));
             }
@@ -205,7 +249,17 @@ impl<T: Send> Pool<T> {
         let waiter = Arc::new(Waiter::new(on_wake));
         queue.push_back(waiter.clone());
         let grow = self.grow_for_waiters(queue.len());
+        // Null pool: capacity left free while requests queue (they were
+        // queued before it was freed, and its grant is still to come) goes
+        // to the oldest now; this request may be among those served.
+        let mut woken = Vec::new();
+        if self.null {
+            self.grant_capacity_locked(&mut queue, &mut woken);
+        }
         drop(queue);
+        for w in woken {
+            w.wake();
+        }
         self.push_actions(grow.into_iter().map(Action::Create));
         Ok(Begin::Wait(WaitTicket {
             waiter,
@@ -221,7 +275,7 @@ impl<T: Send> Pool<T> {
         if self.null {
             return tickets;
         }
-        while self.creating.load(Ordering::SeqCst) < self.grow_concurrency.min(waiting) {
+        while self.creating.load(Ordering::SeqCst) < self.max_connecting.min(waiting) {
             match self.reserve() {
                 Some(t) => tickets.push(t),
                 None => break,
@@ -240,26 +294,32 @@ impl<T: Send> Pool<T> {
 
     /// Whether the ticket's deadline has passed.
     pub fn expired(&self, ticket: &WaitTicket) -> bool {
-        self.clock.precise() >= ticket.deadline
+        self.now() >= ticket.deadline
     }
 
-    /// End a wait: take the granted connection, or give up (timeout). Safe
-    /// to call before the deadline too (the waiter gives up then).
+    /// End a wait: take the granted connection (or, null pools, the
+    /// granted capacity), or give up (timeout). Safe to call before the
+    /// deadline too (the waiter gives up then).
     pub fn finish_wait<R>(
         &self,
         ticket: WaitTicket,
         read: impl FnOnce(&T) -> R,
-    ) -> Result<Lent<R>, PoolError> {
+    ) -> Result<Served<R>, PoolError> {
         let outcome = ticket.waiter.resolve();
-        self.record_wait(self.clock.precise().saturating_sub(ticket.queued_at));
         let now = self.now();
+        self.record_wait(now.saturating_sub(ticket.queued_at));
         match outcome {
+            // Capacity granted as a slot still `Reserved`: the word is the
+            // ticket, claimed when the caller reports its attempt.
+            Outcome::Granted { id, word } if phase_of(word) == Phase::Reserved => {
+                Ok(Served::Connect(Ticket { id, word }))
+            }
             Outcome::Granted { id, word } => {
                 let owned = self
                     .slot_of(id)
                     .claim(id, word, Phase::Handoff)
                     .expect("a granted slot waits in Handoff for its waiter");
-                Ok(self.lend(owned, now, false, read))
+                Ok(Served::Lent(self.lend(owned, now, false, read)))
             }
             Outcome::Closed => {
                 bump(&self.counters.requests_errors, 1);
@@ -282,12 +342,19 @@ impl<T: Send> Pool<T> {
 
     /// Abandon a wait that the caller no longer wants (cancelled task,
     /// KeyboardInterrupt). A connection granted in the meantime goes back
-    /// to the pool, never lost with the caller; if the pool closed
-    /// meanwhile it is returned for the caller to close.
+    /// to the pool (or to the next waiter), never lost with the caller; if
+    /// the pool closed meanwhile it is returned for the caller to close.
+    /// Capacity granted meanwhile (null pools) goes to the next waiter.
     #[must_use = "a payload returned here must be closed"]
     pub fn cancel_wait(&self, ticket: WaitTicket) -> Option<T> {
         let mut to_close = None;
         match ticket.waiter.resolve() {
+            Outcome::Granted { id, word } if phase_of(word) == Phase::Reserved => {
+                if let Some(owned) = self.claim_ticket(Ticket { id, word }) {
+                    let _empty = self.release_reserved(owned);
+                    self.after_capacity_change();
+                }
+            }
             Outcome::Granted { id, word } => {
                 let owned = self
                     .slot_of(id)
@@ -316,7 +383,7 @@ impl<T: Send> Pool<T> {
             Outcome::Closed => {}
         }
         bump(&self.counters.requests_errors, 1);
-        self.record_wait(self.clock.precise().saturating_sub(ticket.queued_at));
+        self.record_wait(self.now().saturating_sub(ticket.queued_at));
         to_close
     }
 

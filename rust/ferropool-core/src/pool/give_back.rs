@@ -1,5 +1,13 @@
 //! Giving connections back: returns, discards, handoff to the oldest
 //! waiter, and retiring connections that must not be lent again.
+//!
+//! Whatever frees capacity while requests are queued must pass it on: in a
+//! full pool as a replacement being opened (`after_capacity_change` grows
+//! for waiters), in a null pool as a connect ticket granted to the oldest
+//! waiter (`grant_capacity`). Nothing here may leave a request queued
+//! while the capacity it waits for is free.
+
+use std::collections::VecDeque;
 
 use super::Pool;
 use crate::clock::Nanos;
@@ -66,7 +74,7 @@ impl<T: Send> Pool<T> {
         let owned = self.own_lent(key, verify)?;
         let now = self.now();
         self.count_usage(&owned, now);
-        if self.is_closed() {
+        if self.is_closing() {
             let payload = self.release_slot(owned);
             return Ok(Self::to_close(payload, CloseReason::PoolClosed));
         }
@@ -83,7 +91,7 @@ impl<T: Send> Pool<T> {
         }
         // The server hung up while it was lent: a ping decides before anyone
         // (a waiter first of all) gets it.
-        if self.liveness_bypass_ns.load(Ordering::Relaxed) != u64::MAX && self.hung_up(&owned) {
+        if self.liveness_bypass.nanos() != super::OFF && self.hung_up(&owned) {
             let ticket = self.to_validation(owned);
             self.push_actions([Action::Validate(ticket)]);
             return Ok(Checkin::Kept);
@@ -209,7 +217,7 @@ impl<T: Send> Pool<T> {
         // `close()` sets the phase, then takes every idle slot; we published
         // `Idle`, then read the phase (SeqCst both): if close's scan may
         // have missed this slot, take it back ourselves.
-        if self.is_closed() {
+        if self.is_closing() {
             if let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) {
                 self.idle.fetch_sub(1, Ordering::SeqCst);
                 return Available::Refused(self.release_slot(owned));
@@ -230,7 +238,7 @@ impl<T: Send> Pool<T> {
     /// the slot back (in `Returning`) when nobody is waiting any more.
     fn grant_oldest<'a>(
         &self,
-        queue: &mut std::collections::VecDeque<Arc<Waiter>>,
+        queue: &mut VecDeque<Arc<Waiter>>,
         mut owned: Owned<'a, T>,
     ) -> Result<Arc<Waiter>, Owned<'a, T>> {
         owned.advance(Phase::Handoff);
@@ -315,9 +323,13 @@ impl<T: Send> Pool<T> {
     }
 
     /// Capacity was freed or needs changed: refill to min_size and grow for
-    /// queued requests.
+    /// queued requests (null pools: grant the capacity to them).
     pub(super) fn after_capacity_change(&self) {
         if !self.is_open() {
+            return;
+        }
+        if self.null {
+            self.grant_capacity();
             return;
         }
         let mut tickets = self.fill_to_min();
@@ -326,6 +338,53 @@ impl<T: Send> Pool<T> {
             tickets.extend(self.grow_for_waiters(queue.len()));
         }
         self.push_actions(tickets.into_iter().map(Action::Create));
+    }
+
+    /// Null pool: give free capacity to the oldest queued requests, each as
+    /// a connect ticket (what `begin_wait` gives a request that finds
+    /// capacity). Taken under the queue lock, after the capacity was freed:
+    /// a request queueing meanwhile either finds the capacity itself or is
+    /// in the queue when this looks.
+    pub(super) fn grant_capacity(&self) {
+        let mut woken = Vec::new();
+        {
+            let mut queue = lock(&self.queue);
+            self.grant_capacity_locked(&mut queue, &mut woken);
+        }
+        for w in woken {
+            w.wake();
+        }
+    }
+
+    /// [`Pool::grant_capacity`] with the queue locked; the caller wakes
+    /// `woken` once every lock is released.
+    pub(super) fn grant_capacity_locked(
+        &self,
+        queue: &mut VecDeque<Arc<Waiter>>,
+        woken: &mut Vec<Arc<Waiter>>,
+    ) {
+        while !queue.is_empty() && !self.is_paused() && self.is_open() {
+            let Some(ticket) = self.reserve() else {
+                return;
+            };
+            let mut granted = false;
+            while let Some(w) = queue.pop_front() {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                // The word is `Reserved`: the waiter knows it got capacity.
+                if w.grant(ticket.id, ticket.word) {
+                    woken.push(w);
+                    granted = true;
+                    break;
+                }
+            }
+            if !granted {
+                // Everyone queued had given up: nobody to open it for.
+                if let Some(owned) = self.claim_ticket(ticket) {
+                    let _empty = self.release_reserved(owned);
+                }
+                return;
+            }
+        }
     }
 
     /// Reserve slots until the pool counts min_size connections.

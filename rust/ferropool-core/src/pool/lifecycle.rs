@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Pool, CLOSED, NEW, OPEN};
+use super::{Pool, CLOSING, NEW, OFF, OPEN};
 use crate::backoff::{Backoff, MAX_DELAY};
 use crate::clock::{saturating_nanos, Nanos};
 use crate::config::ConfigError;
@@ -39,26 +39,27 @@ pub enum ConnectFailed {
 }
 
 impl<T: Send> Pool<T> {
-    /// Start accepting requests and open min_size connections. Opening an
-    /// open pool does nothing; a closed pool cannot be reopened.
+    /// Start accepting requests and open min_size connections; start the
+    /// hang-up watch. Opening an open pool does nothing; a closed pool
+    /// cannot be reopened.
     pub fn open(&self) -> Result<(), PoolError> {
         match self
             .phase
             .compare_exchange(NEW, OPEN, Ordering::SeqCst, Ordering::SeqCst)
         {
             Ok(_) => {
+                if let Some(h) = &self.hangup {
+                    h.start(&self.name);
+                }
                 let tickets = self.fill_to_min();
                 self.push_actions(tickets.into_iter().map(Action::Create));
                 if !self.null {
-                    let first = [
-                        self.max_idle_ns.load(Ordering::Relaxed),
-                        self.keepalive_ns.load(Ordering::Relaxed),
-                        self.leak_timeout_ns.load(Ordering::Relaxed),
-                    ]
-                    .into_iter()
-                    .filter(|d| *d != super::OFF)
-                    .min()
-                    .unwrap_or(u64::MAX);
+                    // OFF is "never": the min skips settings that are off.
+                    let first = self
+                        .max_idle_ns
+                        .load(Ordering::Relaxed)
+                        .min(self.keepalive_interval.nanos())
+                        .min(self.leak_timeout.nanos());
                     self.schedule(self.now().saturating_add(first), Timer::IdleSweep);
                 }
                 Ok(())
@@ -71,7 +72,8 @@ impl<T: Send> Pool<T> {
     }
 
     /// Close the pool: fail every waiter with `Closed`, stop the workers
-    /// once their queue is empty, and return the idle connections for the
+    /// once their queue is empty, stop the hang-up watch (its thread joined,
+    /// its descriptors closed), and return the idle connections for the
     /// caller to close. Lent connections are closed when they come back.
     /// Closing a pool that was never opened does nothing (as psycopg_pool).
     pub fn close(&self) -> Vec<T> {
@@ -80,7 +82,7 @@ impl<T: Send> Pool<T> {
             if self.phase.load(Ordering::SeqCst) != OPEN {
                 return Vec::new();
             }
-            self.phase.store(CLOSED, Ordering::SeqCst);
+            self.phase.store(CLOSING, Ordering::SeqCst);
             store_load_barrier();
             let woken: Vec<_> = queue.drain(..).filter(|w| w.close()).collect();
             self.waiting.store(0, Ordering::SeqCst);
@@ -128,6 +130,12 @@ impl<T: Send> Pool<T> {
             let _g = lock(&self.ready);
             self.ready_cond.notify_all();
         }
+        // Connections still lent may come back and be looked up on the
+        // board; with the watch stopped they read as not hung up, and they
+        // are closed on return anyway.
+        if let Some(h) = &self.hangup {
+            h.stop();
+        }
         payloads
     }
 
@@ -148,8 +156,8 @@ impl<T: Send> Pool<T> {
     }
 
     fn take_any_idle(&self) -> Option<Owned<'_, T>> {
-        // Highest slots first: they are the least used (checkout scans from
-        // the lowest).
+        // Highest slots first: with `lifo` they are the least used
+        // (checkout scans from the lowest); otherwise any will do.
         for (id, slot) in self.slots.iter().rev() {
             if let Some(owned) = slot.acquire(id, Phase::Idle, Phase::Retiring) {
                 self.idle.fetch_sub(1, Ordering::SeqCst);
@@ -275,12 +283,12 @@ impl<T: Send> Pool<T> {
     }
 
     /// Give back the capacity of a reserved slot whose attempt is over.
-    fn release_reserved(&self, owned: Owned<'_, T>) -> Option<T> {
+    pub(super) fn release_reserved(&self, owned: Owned<'_, T>) -> Option<T> {
         self.creating.fetch_sub(1, Ordering::SeqCst);
         self.release_slot(owned)
     }
 
-    fn claim_ticket(&self, ticket: Ticket) -> Option<Owned<'_, T>> {
+    pub(super) fn claim_ticket(&self, ticket: Ticket) -> Option<Owned<'_, T>> {
         self.slots
             .get(ticket.id)?
             .claim(ticket.id, ticket.word, Phase::Reserved)
@@ -361,13 +369,14 @@ impl<T: Send> Pool<T> {
     }
 
     /// Null pool: the requesting thread failed to connect; give the
-    /// reserved capacity back.
+    /// reserved capacity back (to the oldest queued request, if any).
     pub fn connect_failed_caller(&self, ticket: Ticket, message: String) {
         let Some(owned) = self.claim_ticket(ticket) else {
             return;
         };
         self.count_failed_attempt(message);
         let _ = self.release_reserved(owned);
+        self.after_capacity_change();
     }
 
     /// Take the connection held by a validation ticket, lent to the pool
@@ -414,6 +423,29 @@ impl<T: Send> Pool<T> {
             .filter(|(_, s)| s.phase() != Phase::Free)
             .filter_map(|(_, s)| s.fd())
             .collect()
+    }
+
+    /// In a fork child: a pool to use in place of this one, built from this
+    /// one's current settings (sizes after `resize`, lifetimes as last set)
+    /// and open if this one is, with the sockets of every connection this
+    /// one counts, for the caller to point at /dev/null (they are the
+    /// parent's sessions).
+    ///
+    /// Reads only atomics: the locks of this pool may be held by threads
+    /// that do not exist in the child. This pool must never be used,
+    /// closed or dropped afterwards: leak it. Its connections are the
+    /// parent's; anything sent on them, a close included, would end or
+    /// corrupt the parent's sessions, and its hang-up watch's descriptors
+    /// are shared with the parent's watch.
+    pub fn successor_after_fork(&self) -> Result<(Pool<T>, Vec<i32>), ConfigError> {
+        let was_open = self.is_open();
+        let sockets = self.sockets();
+        let next = Pool::new(self.config())?;
+        if was_open {
+            // A new pool opens: it cannot have been closed.
+            let _opened = next.open();
+        }
+        Ok((next, sockets))
     }
 
     /// Hold back new checkouts: they queue until `resume()`. Connections
@@ -467,7 +499,7 @@ impl<T: Send> Pool<T> {
     pub fn next_action(&self, timeout: Duration) -> Option<Action<T>> {
         let deadline = self.clock.deadline(timeout);
         loop {
-            let now = self.clock.precise();
+            let now = self.now();
             let due: Vec<Timer> = {
                 let mut m = lock(&self.maint);
                 std::iter::from_fn(|| m.pop_due(now)).collect()
@@ -484,7 +516,7 @@ impl<T: Send> Pool<T> {
                 self.maint_cond.notify_all();
                 return Some(Action::Stop);
             }
-            let now = self.clock.precise();
+            let now = self.now();
             if now >= deadline {
                 return None;
             }
@@ -534,14 +566,14 @@ impl<T: Send> Pool<T> {
         let max_idle = self.max_idle_ns.load(Ordering::Relaxed);
         let mut next = now.saturating_add(max_idle);
         let mut actions = self.find_leaks(now, &mut next);
-        let keepalive = self.keepalive_ns.load(Ordering::Relaxed);
-        if keepalive != super::OFF {
+        let keepalive = self.keepalive_interval.nanos();
+        if keepalive != OFF {
             // Connections lent or being pinged now will be due again one
             // interval after they come back: look at least that often.
             next = next.min(now.saturating_add(keepalive));
         }
-        let leak = self.leak_timeout_ns.load(Ordering::Relaxed);
-        if leak != super::OFF {
+        let leak = self.leak_timeout.nanos();
+        if leak != OFF {
             // Leases taken after this sweep are due one timeout from now.
             next = next.min(now.saturating_add(leak));
         }
@@ -558,14 +590,13 @@ impl<T: Send> Pool<T> {
             let expires_at = slot.expires_at.load(Ordering::SeqCst);
             let surplus = self.size.load(Ordering::SeqCst) > self.min_size();
             let idle_too_long = last_returned.saturating_add(max_idle) <= now;
-            let ping_due =
-                keepalive != super::OFF && last_returned.saturating_add(keepalive) <= now;
+            let ping_due = keepalive != OFF && last_returned.saturating_add(keepalive) <= now;
             if expires_at > now && !(surplus && idle_too_long) && !ping_due {
                 next = next.min(expires_at);
                 if surplus {
                     next = next.min(last_returned.saturating_add(max_idle));
                 }
-                if keepalive != super::OFF {
+                if keepalive != OFF {
                     next = next.min(last_returned.saturating_add(keepalive));
                 }
                 continue;
@@ -580,7 +611,7 @@ impl<T: Send> Pool<T> {
                 CloseReason::Expired
             } else if surplus && last_returned.saturating_add(max_idle) <= now {
                 CloseReason::Idle
-            } else if keepalive != super::OFF && last_returned.saturating_add(keepalive) <= now {
+            } else if keepalive != OFF && last_returned.saturating_add(keepalive) <= now {
                 bump(&self.counters.keepalive_pings, 1);
                 actions.push(Action::Validate(self.to_validation(owned)));
                 continue;
@@ -607,8 +638,8 @@ impl<T: Send> Pool<T> {
 
     /// Leases held past leak_timeout, as actions (see `Action::Leak`).
     fn find_leaks(&self, now: Nanos, next: &mut Nanos) -> Vec<Action<T>> {
-        let timeout = self.leak_timeout_ns.load(Ordering::Relaxed);
-        if timeout == super::OFF {
+        let timeout = self.leak_timeout.nanos();
+        if timeout == OFF {
             return Vec::new();
         }
         let mut leaks = Vec::new();

@@ -39,20 +39,58 @@ use crate::sync::{lock, Arc, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use crate::table::SlotTable;
 use crate::waiter::Waiter;
 
-pub use borrow::{Begin, Lent, WaitTicket};
+pub use borrow::{Begin, Lent, Served, WaitTicket};
 pub use give_back::{Checkin, Loss};
 pub use lifecycle::{ConnectFailed, Connected};
 
+/// The pool's phase: `NEW` until `open()`, `OPEN`, then `CLOSING` for good
+/// once `close()` began (requests refused, returns closed).
 const NEW: usize = 0;
 const OPEN: usize = 1;
-const CLOSED: usize = 2;
+const CLOSING: usize = 2;
 
 /// Added to `waiting` while the pool is paused, so the fast path's single
 /// `waiting != 0` test also sends requests to the queue during a pause.
 const PAUSE_BIAS: usize = 1 << 40;
 
-/// Stored in a duration setting to mean "off".
-const OFF: u64 = 0;
+/// An optional duration setting that is off (`None`): the one sentinel for
+/// all of them. It is also "never" on the timeline, so a comparison with a
+/// setting that is off can only come out as "not due".
+const OFF: Nanos = crate::clock::NEVER;
+
+/// An optional duration setting, readable without a lock: nanoseconds, or
+/// [`OFF`]. (A duration of 584 years or more also reads as off.)
+#[derive(Debug)]
+struct OptionalNanos(AtomicU64);
+
+impl OptionalNanos {
+    fn new(d: Option<Duration>) -> Self {
+        Self(AtomicU64::new(d.map_or(OFF, saturating_nanos)))
+    }
+
+    /// The raw value, [`OFF`] when off.
+    #[inline]
+    fn nanos(&self) -> Nanos {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn get(&self) -> Option<Duration> {
+        let n = self.nanos();
+        (n != OFF).then(|| Duration::from_nanos(n))
+    }
+
+    fn set(&self, d: Option<Duration>) {
+        self.0
+            .store(d.map_or(OFF, saturating_nanos), Ordering::Relaxed);
+    }
+}
+
+/// A value alone on its cache line, so that writing it (the checkout
+/// cursor) does not evict the read-mostly fields next to it from other
+/// cores' caches.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
 
 /// A connection pool core holding payloads of type `T` (connections).
 pub struct Pool<T> {
@@ -77,15 +115,21 @@ pub struct Pool<T> {
     max_idle_ns: AtomicU64,
     reconnect_timeout_ns: AtomicU64,
     max_uses: AtomicU64,
-    /// Idle time after which a checkout polls the socket; `u64::MAX`: off.
-    liveness_bypass_ns: AtomicU64,
-    /// Idle time after which a connection is pinged; `OFF`: never.
-    keepalive_ns: AtomicU64,
-    /// Lease time after which a lease is reported as a leak; `OFF`: never.
-    leak_timeout_ns: AtomicU64,
+    /// Idle time after which a checkout polls the socket.
+    liveness_bypass: OptionalNanos,
+    /// Idle time after which a connection is pinged.
+    keepalive_interval: OptionalNanos,
+    /// Lease time after which a lease is reported as a leak.
+    leak_timeout: OptionalNanos,
     lifetime_jitter: f64,
-    grow_concurrency: usize,
+    max_connecting: usize,
     null: bool,
+    lifo: bool,
+    /// Where the next checkout starts looking for an idle slot (unless
+    /// `lifo`): one past the slot lent last. A hint, not a claim: racing
+    /// checkouts may start at the same slot, and the compare-and-set on the
+    /// slot decides.
+    cursor: Padded<AtomicUsize>,
     drain_generation: AtomicU64,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     maint: Mutex<MaintState<T>>,
@@ -95,7 +139,8 @@ pub struct Pool<T> {
     ready_cond: Condvar,
     ready_watchers: AtomicUsize,
     counters: Counters,
-    /// Hang-up watch for idle connections (not for null pools).
+    /// Hang-up watch for idle connections (not for null pools); its thread
+    /// and descriptors exist only while the pool is open.
     hangup: Option<crate::hangup::HangupWatch>,
     last_connect_error: Mutex<Option<String>>,
 }
@@ -135,14 +180,14 @@ impl<T: Send> Pool<T> {
             max_idle_ns: AtomicU64::new(saturating_nanos(config.max_idle)),
             reconnect_timeout_ns: AtomicU64::new(saturating_nanos(config.reconnect_timeout)),
             max_uses: AtomicU64::new(config.max_uses),
-            liveness_bypass_ns: AtomicU64::new(
-                config.liveness_bypass.map_or(u64::MAX, saturating_nanos),
-            ),
-            keepalive_ns: AtomicU64::new(config.keepalive_interval.map_or(OFF, saturating_nanos)),
-            leak_timeout_ns: AtomicU64::new(config.leak_timeout.map_or(OFF, saturating_nanos)),
+            liveness_bypass: OptionalNanos::new(config.liveness_bypass),
+            keepalive_interval: OptionalNanos::new(config.keepalive_interval),
+            leak_timeout: OptionalNanos::new(config.leak_timeout),
             lifetime_jitter: config.lifetime_jitter,
-            grow_concurrency: config.grow_concurrency,
+            max_connecting: config.max_connecting,
             null: config.null,
+            lifo: config.lifo,
+            cursor: Padded(AtomicUsize::new(0)),
             drain_generation: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
             maint: Mutex::new(MaintState::default()),
@@ -151,7 +196,7 @@ impl<T: Send> Pool<T> {
             ready_cond: Condvar::new(),
             ready_watchers: AtomicUsize::new(0),
             counters: Counters::default(),
-            hangup: (!config.null).then(|| crate::hangup::HangupWatch::start(&config.name)),
+            hangup: (!config.null).then(crate::hangup::HangupWatch::new),
             last_connect_error: Mutex::new(None),
         })
     }
@@ -168,8 +213,11 @@ impl<T: Send> Pool<T> {
         self.phase.load(Ordering::SeqCst) == OPEN
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.phase.load(Ordering::SeqCst) == CLOSED
+    /// Whether `close()` has begun (for good): requests are refused and
+    /// returned connections closed. Not the opposite of `is_open`, which is
+    /// also false before `open()`.
+    pub fn is_closing(&self) -> bool {
+        self.phase.load(Ordering::SeqCst) == CLOSING
     }
 
     /// True once `open()` was called, even if the pool is closed since.
@@ -243,39 +291,75 @@ impl<T: Send> Pool<T> {
         self.max_uses.store(n, Ordering::Relaxed);
     }
 
-    /// The liveness bypass window (None: liveness checks are off).
+    /// The liveness bypass window (None: liveness checks are off; zero:
+    /// poll at every checkout).
     pub fn liveness_bypass(&self) -> Option<Duration> {
-        match self.liveness_bypass_ns.load(Ordering::Relaxed) {
-            u64::MAX => None,
-            n => Some(Duration::from_nanos(n)),
-        }
+        self.liveness_bypass.get()
     }
 
     pub fn set_liveness_bypass(&self, d: Option<Duration>) {
-        self.liveness_bypass_ns
-            .store(d.map_or(u64::MAX, saturating_nanos), Ordering::Relaxed);
+        self.liveness_bypass.set(d);
     }
 
     pub fn keepalive_interval(&self) -> Option<Duration> {
-        off_or(self.keepalive_ns.load(Ordering::Relaxed))
+        self.keepalive_interval.get()
     }
 
     pub fn set_keepalive_interval(&self, d: Option<Duration>) -> Result<(), ConfigError> {
-        self.keepalive_ns
-            .store(on_or_off("keepalive_interval", d)?, Ordering::Relaxed);
+        self.keepalive_interval
+            .set(positive_or_off("keepalive_interval", d)?);
         self.kick_sweep();
         Ok(())
     }
 
     pub fn leak_timeout(&self) -> Option<Duration> {
-        off_or(self.leak_timeout_ns.load(Ordering::Relaxed))
+        self.leak_timeout.get()
     }
 
     pub fn set_leak_timeout(&self, d: Option<Duration>) -> Result<(), ConfigError> {
-        self.leak_timeout_ns
-            .store(on_or_off("leak_timeout", d)?, Ordering::Relaxed);
+        self.leak_timeout.set(positive_or_off("leak_timeout", d)?);
         self.kick_sweep();
         Ok(())
+    }
+
+    pub fn max_connecting(&self) -> usize {
+        self.max_connecting
+    }
+
+    pub fn lifo(&self) -> bool {
+        self.lifo
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.null
+    }
+
+    /// How the hang-up watch learns of hang-ups (None: null pools have no
+    /// watch), and whether its thread runs (only while the pool is open).
+    pub fn hangup_watch(&self) -> Option<(crate::hangup::Backend, bool)> {
+        self.hangup.as_ref().map(|h| (h.backend(), h.is_running()))
+    }
+
+    /// The pool's settings as they are now (sizes after `resize`, lifetimes
+    /// as last set): what a pool built in its place starts from.
+    pub fn config(&self) -> Config {
+        Config {
+            name: self.name.clone(),
+            min_size: self.min_size(),
+            max_size: self.max_size(),
+            max_waiting: self.max_waiting(),
+            max_lifetime: self.max_lifetime(),
+            lifetime_jitter: self.lifetime_jitter,
+            max_idle: self.max_idle(),
+            reconnect_timeout: self.reconnect_timeout(),
+            max_uses: self.max_uses(),
+            max_connecting: self.max_connecting,
+            lifo: self.lifo,
+            null: self.null,
+            liveness_bypass: self.liveness_bypass(),
+            keepalive_interval: self.keepalive_interval(),
+            leak_timeout: self.leak_timeout(),
+        }
     }
 
     /// Whether new checkouts are held back (`pause()`).
@@ -478,12 +562,4 @@ impl<T: Send> Pool<T> {
     fn now(&self) -> Nanos {
         self.clock.now()
     }
-}
-
-fn off_or(n: u64) -> Option<Duration> {
-    (n != OFF).then(|| Duration::from_nanos(n))
-}
-
-fn on_or_off(param: &'static str, d: Option<Duration>) -> Result<u64, ConfigError> {
-    Ok(positive_or_off(param, d)?.map_or(OFF, saturating_nanos))
 }

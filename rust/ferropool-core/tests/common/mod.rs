@@ -10,12 +10,35 @@ use ferropool_core::{Action, Config, Pool};
 
 pub type TestPool = Pool<u64>;
 
+/// A configuration with every setting spelled out (the core has no
+/// defaults: the front end owns them): psycopg_pool's sizes and lifetimes,
+/// one connection opened at a time, use spread over idle connections, and
+/// the optional checks off.
 pub fn config(min_size: usize, max_size: usize) -> Config {
     Config {
         name: "test".into(),
         min_size,
         max_size,
-        ..Config::default()
+        max_waiting: 0,
+        max_lifetime: Duration::from_secs(3600),
+        lifetime_jitter: 0.05,
+        max_idle: Duration::from_secs(600),
+        reconnect_timeout: Duration::from_secs(300),
+        max_uses: 0,
+        max_connecting: 1,
+        lifo: false,
+        null: false,
+        liveness_bypass: None,
+        keepalive_interval: None,
+        leak_timeout: None,
+    }
+}
+
+/// A null pool's configuration: nothing kept, at most `max_size` at once.
+pub fn null_config(max_size: usize) -> Config {
+    Config {
+        null: true,
+        ..config(0, max_size)
     }
 }
 
