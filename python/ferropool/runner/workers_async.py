@@ -25,7 +25,6 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from .. import _core
 from .._core import Action, ActionKind
 from .acompat import AWorker, ajoin, aspawn, spawn
 
