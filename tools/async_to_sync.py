@@ -52,6 +52,7 @@ PAIRS: list[tuple[str, str]] = [
     ),
     ("python/ferropool/runner/workers_async.py", "python/ferropool/runner/workers.py"),
     ("python/ferropool/runner/runner_async.py", "python/ferropool/runner/runner.py"),
+    ("python/ferropool/scope_async.py", "python/ferropool/scope.py"),
     ("python/ferropool/context_async.py", "python/ferropool/context.py"),
     ("python/ferropool/pool_async.py", "python/ferropool/pool.py"),
     ("python/ferropool/null_pool_async.py", "python/ferropool/null_pool.py"),
@@ -84,6 +85,8 @@ NAMES: dict[str, str] = {
     "driver_async": "driver",
     "psycopg_driver_async": "psycopg_driver",
     "context_async": "context",
+    "scope_async": "scope",
+    "AsyncOpenClose": "OpenClose",
     # psycopg
     "AsyncConnection": "Connection",
     "AsyncCursor": "Cursor",

@@ -52,11 +52,9 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import monotonic
-from types import TracebackType
 from typing import Any, TypedDict, cast
 
 import psycopg
-from typing_extensions import Self
 
 from .context import ConnectionContext, end_block
 from .errors import PoolTimeout
@@ -65,6 +63,7 @@ from .pool import ConnectionPool
 from .runner import checks, registry
 from .runner.base import RunnerBase
 from .runner.runner import Runner
+from .scope import OpenClose
 
 __all__ = ["RoutingPool", "RoutingStats"]
 
@@ -309,7 +308,7 @@ class _Routing:
         return {"writer": writer, "readers": readers}
 
 
-class RoutingPool(_Routing):
+class RoutingPool(_Routing, OpenClose):
     """A writer pool and reader pools, chosen per request.
 
     ``RoutingPool(writer, readers, **options)``: *writer* and each of
@@ -368,18 +367,6 @@ class RoutingPool(_Routing):
         self.writer.close(timeout)
         for r in self._readers:
             r.pool.close(timeout)
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def connection(
         self, timeout: float | None = None, *, readonly: bool = False
@@ -468,12 +455,7 @@ class RoutedContext:
         self._conn = conn
         return conn
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: object, exc_val: BaseException | None, *_: object) -> None:
         member, conn, self._member, self._conn = self._member, self._conn, None, None
         assert member is not None
         if exc_val is not None and self._reader is not None:

@@ -50,11 +50,9 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from time import monotonic
-from types import TracebackType
 from typing import Any, TypedDict, cast
 
 import psycopg
-from typing_extensions import Self
 
 from .context_async import AsyncConnectionContext, end_block
 from .errors import PoolTimeout
@@ -63,6 +61,7 @@ from .pool_async import AsyncConnectionPool
 from .runner import checks, registry
 from .runner.base import RunnerBase
 from .runner.runner_async import AsyncRunner
+from .scope_async import AsyncOpenClose
 
 __all__ = ["AsyncRoutingPool", "RoutingStats"]
 
@@ -309,7 +308,7 @@ class _Routing:
         return {"writer": writer, "readers": readers}
 
 
-class AsyncRoutingPool(_Routing):
+class AsyncRoutingPool(_Routing, AsyncOpenClose):
     """A writer pool and reader pools, chosen per request.
 
     ``AsyncRoutingPool(writer, readers, **options)``: *writer* and each of
@@ -374,18 +373,6 @@ class AsyncRoutingPool(_Routing):
         await self.writer.close(timeout)
         for r in self._readers:
             await r.pool.close(timeout)
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     def connection(
         self, timeout: float | None = None, *, readonly: bool = False
@@ -474,12 +461,7 @@ class AsyncRoutedContext:
         self._conn = conn
         return conn
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: object, exc_val: BaseException | None, *_: object) -> None:
         member, conn, self._member, self._conn = self._member, self._conn, None, None
         assert member is not None
         if exc_val is not None and self._reader is not None:

@@ -25,10 +25,7 @@ drivers that bind a connection to its thread must be told not to
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Generic, TypeVar
-
-from typing_extensions import Self
 
 from ..base import PoolBase
 from ..context import ConnectionContext
@@ -37,6 +34,7 @@ from ..runner import settings as defaults
 from ..runner.runner import Runner
 from ..runner.settings import Settings
 from ..runner.status import Status
+from ..scope import OpenClose
 from .drivers import DbapiDriver, Profile, detect, resolve
 
 __all__ = ["Pool", "ping"]
@@ -53,7 +51,7 @@ def ping(conn: Any) -> None:
     detect(conn).ping(conn)
 
 
-class Pool(PoolBase, Generic[C]):
+class Pool(PoolBase, OpenClose, Generic[C]):
     """A pool of connections opened by ``connect()``, on ferropool's core.
 
     ``min_size`` connections are kept open (opened in the background when
@@ -144,18 +142,6 @@ class Pool(PoolBase, Generic[C]):
         """Close the pool: idle connections now, lent ones when returned.
         Waits up to *timeout* seconds for the workers to stop."""
         self._runner.close(checks.seconds("timeout", timeout))
-
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ---- borrowing -----------------------------------------------------------------
 

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, NoReturn, TypeVar
 
 from ..runner.failover import is_failover_message
+from ..runner.ping import ping
+from ..runner.psycopg_driver import PsycopgDriver
 from ..runner.status import Status
 from ..sizing import ServerBudget
 
@@ -148,31 +150,12 @@ PSYCOPG2 = Profile(
 # ---- psycopg 3 ----------------------------------------------------------
 
 
-def _psycopg_status(conn: Any) -> Status:
-    if conn.closed:
-        return Status.BROKEN
-    return _LIBPQ.get(conn.pgconn.transaction_status, Status.BROKEN)
-
-
-def _psycopg_socket(conn: Any) -> int | None:
-    try:
-        fd = conn.pgconn.socket
-    except Exception:
-        return None
-    return fd if isinstance(fd, int) and fd >= 0 else None
-
-
-def _psycopg_ping(conn: Any) -> None:
-    from ..runner.ping import ping
-
-    ping(conn)
-
-
+# psycopg 3 connections read as the psycopg driver of ConnectionPool reads them.
 PSYCOPG = Profile(
     name="psycopg",
-    status=_psycopg_status,
-    socket=_psycopg_socket,
-    ping=_psycopg_ping,
+    status=PsycopgDriver.status,
+    socket=PsycopgDriver.socket,
+    ping=ping,
     rollback=_plain_rollback,
     error_message=_libpq_error,
 )
