@@ -10,12 +10,15 @@ what was measured and reported.
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,10 @@ import pytest
 
 import ferropool
 from ferropool.cli import main
+from ferropool.cli.http_load import HttpLoad
 from ferropool.cli.progress import ProgressBar
 from ferropool.embedded import find_debian_bindir, free_port
+from tests.fixtures.components import require
 
 SCENARIOS = ["micro", "contention", "safe_checkout", "end_to_end", "async"]
 CONTENDERS = {"new connection per request", "psycopg_pool", "SQLAlchemy QueuePool", "ferropool"}
@@ -373,3 +378,54 @@ def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in help_text
     assert main(["bench", "--rounds", "0"]) == 2
     assert "--rounds" in capsys.readouterr().err
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as wrk expects
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_wrk_loads_an_http_server() -> None:
+    """The end-to-end scenario's wrk path: a round of wrk's load, read back
+    from its report (without wrk the bench uses its bundled generator)."""
+    require("wrk")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with HttpLoad("wrk", clients=2) as load:
+            assert load.name.startswith("wrk ")
+            result = load.round(server.server_address[1], 1)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert result.ops > 0
+    assert result.p50 is not None and result.p99 is not None
+    assert 0 < result.p50 <= result.p99
+
+
+def workspace_version() -> str:
+    """The one place the version is written: Cargo's workspace, which
+    pyproject.toml's dynamic version and so the package metadata read."""
+    cargo = (Path(__file__).resolve().parents[2] / "Cargo.toml").read_text()
+    workspace = cargo.split("[workspace.package]", 1)[1]
+    found = re.search(r'^version = "([^"]+)"', workspace, re.MULTILINE)
+    assert found is not None
+    return found.group(1)
+
+
+def test_version() -> None:
+    version = workspace_version()
+    assert ferropool.__version__ == version
+    result = ferropool_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"ferropool {version}\n"

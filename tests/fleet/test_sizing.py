@@ -28,7 +28,7 @@ from ferropool import (
     ConnectionPool,
     NullConnectionPool,
 )
-from ferropool.embedded import EmbeddedPostgres, find_debian_bindir, free_port
+from ferropool.embedded import EmbeddedPostgres, free_port
 from ferropool.sizing import (
     ServerBudget,
     fetch_budget,
@@ -36,6 +36,7 @@ from ferropool.sizing import (
     share_size,
     size_fleet,
 )
+from tests.fixtures.components import require
 from tests.fixtures.helpers import count_backends
 
 MAX_CONNECTIONS = 20
@@ -109,9 +110,8 @@ def test_other_clients_are_counted_and_the_fleet_can_be_excluded(
 
 
 def test_reserved_connections_is_absent_before_postgresql_16() -> None:
-    """Debian's PostgreSQL (15 on bookworm; installed by .ci/run)."""
-    bindir = find_debian_bindir()
-    assert bindir is not None, "apt-get install postgresql (Debian's server) for this test"
+    """Debian's PostgreSQL (15 on bookworm), skipped where not installed."""
+    bindir = require("postgresql")
     with EmbeddedPostgres(bindir=bindir, max_connections=30) as server:
         budget = fetch_budget(server.dsn)
         result = run_cli("--dsn", server.dsn, "--instances", "2")
