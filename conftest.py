@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,13 @@ FORBID_SKIPS = "FERROPOOL_FORBID_SKIPS"
 
 # Skip reason -> node ids of the tests skipped for it, in the order they ran.
 _skipped: dict[str, list[str]] = defaultdict(list)
+
+
+def pytest_report_header() -> str:
+    """Which ferropool the run tests: the source tree's build or an installed wheel."""
+    import ferropool
+
+    return f"ferropool {ferropool.__version__} from {Path(ferropool.__file__).parent}"
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
