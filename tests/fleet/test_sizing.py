@@ -46,6 +46,7 @@ from ferropool.sizing import (
 from tests.fixtures.components import require
 from tests.fixtures.helpers import count_backends
 
+ROOT = Path(__file__).resolve().parents[2]
 MAX_CONNECTIONS = 20
 SUPERUSER_RESERVED = 3
 RESERVED = 2
@@ -463,6 +464,9 @@ def test_cli_the_issue_example_gives_one_consistent_answer() -> None:
     assert "max_size 1" not in text and "requests will queue" not in text
     assert text.rstrip().splitlines()[-1] == "verdict: fits"
     assert max(len(line) for line in text.splitlines()) <= 100
+    # docs/fleets.md shows this run's output as it is.
+    shown = (ROOT / "docs" / "fleets.md").read_text().split("```\nmax_size per instance", 1)[1]
+    assert "max_size per instance" + shown.split("```", 1)[0] in text
 
 
 @pytest.mark.parametrize(
