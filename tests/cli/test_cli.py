@@ -87,13 +87,23 @@ def check_measurement(measurement: dict[str, Any], rounds: int) -> None:
         assert own["ratios"][baseline] == pytest.approx(1.0)
 
 
+# Sessions pg_stat_database may count on another contender's account (see below).
+_LATE_SESSIONS = 2
+
+
 def check_server_cost(scenario: dict[str, Any], pool_size: int, pools_per_contender: int) -> None:
     """What the server paid: every borrow without a pool opened a connection, pools did once."""
     costs = scenario["server_cost"]["contenders"]
     assert set(costs) == {r["contender"] for r in scenario["measurements"][0]["results"]}
     for name in POOLS:
         if name in costs:
-            assert costs[name]["connections_opened"] == pool_size * pools_per_contender
+            # A backend adds itself to pg_stat_database.sessions when it first
+            # goes idle, unless another backend holds the shared stats entry
+            # then: PostgreSQL 15+ skips that flush and retries within 10 s.
+            # With 16 connections opening at once, one may be counted late, on
+            # another contender's stretch of work.
+            opened = costs[name]["connections_opened"]
+            assert abs(opened - pool_size * pools_per_contender) <= _LATE_SESSIONS, opened
             assert costs[name]["peak_backends"] == pool_size
             assert costs[name]["time_wait_sockets"] >= 0
     borrows = sum(

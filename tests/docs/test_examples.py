@@ -153,9 +153,10 @@ def test_flask(example_env: str) -> None:
             lambda: pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"],
             what="every connection back",
         )
-        # All connections busy for `timeout`: the handler answers 503.
+        # All connections busy for `timeout`: the handler answers 503. The
+        # pool opens the ones it lacks first, in its own time.
+        held = [pool.getconn(timeout=DEADLINE) for _ in range(pool.max_size)]
         pool.timeout = 0.1
-        held = [pool.getconn() for _ in range(pool.max_size)]
         try:
             assert client.get("/double/1").status_code == 503
         finally:
