@@ -16,6 +16,7 @@ is observed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import textwrap
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ class ProgressBar:
 
     def _redraw(self, status: str, what: str) -> None:
         # One column short of the width: writing the last column wraps on some terminals.
-        width = shutil.get_terminal_size().columns - 1
+        width = self._columns() - 1
         text = f"{status}  {what}" if status else what
         if len(text) > width:
             room = width - len(status) - 2 if status else width
@@ -103,6 +104,17 @@ class ProgressBar:
         self._stream.write("\r" + text.ljust(self._shown))
         self._stream.flush()
         self._shown = len(text)
+
+    def _columns(self) -> int:
+        """The width of the terminal the bar is drawn on (stderr's, when stdout
+        goes to a file), or $COLUMNS when set, as shutil reads it."""
+        columns = os.environ.get("COLUMNS", "")
+        if columns.isdigit() and int(columns) > 0:
+            return int(columns)
+        try:
+            return os.get_terminal_size(self._stream.fileno()).columns
+        except (AttributeError, OSError, ValueError):
+            return shutil.get_terminal_size().columns
 
     def _line(self, text: str) -> None:
         self._stream.write(text + "\n")
