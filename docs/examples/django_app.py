@@ -5,7 +5,7 @@ Run it:  FERROPOOL_DSN="dbname=app" python django_app.py runserver --noreload
 The only ferropool-specific line is ENGINE: Django's own pool setting,
 OPTIONS["pool"], then builds a ferropool ConnectionPool instead of a
 psycopg_pool one. Docs: docs/guides/django.md. Tested by
-tests/test_docs_examples.py, which runs this file's runserver.
+tests/docs/test_examples.py, which runs this file's runserver.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Run it:  FERROPOOL_DSN="dbname=app" uvicorn fastapi_app:app
 
-Docs: docs/guides/fastapi.md. Tested by tests/test_docs_examples.py.
+Docs: docs/guides/fastapi.md. Tested by tests/docs/test_examples.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Run it:  FERROPOOL_DSN="dbname=app" flask --app flask_app run
          (or any WSGI server: waitress-serve --call flask_app:create_app)
 
-Docs: docs/guides/flask.md. Tested by tests/test_docs_examples.py.
+Docs: docs/guides/flask.md. Tested by tests/docs/test_examples.py.
 """
 
 from __future__ import annotations

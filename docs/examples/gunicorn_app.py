@@ -4,7 +4,7 @@ Run it:  FERROPOOL_DSN="dbname=app" gunicorn -c gunicorn_conf.py gunicorn_app:ap
 
 The pool is opened in each worker by gunicorn_conf.py's post_fork hook,
 never in the master: connections are not shared across processes. Docs:
-docs/guides/gunicorn.md. Tested by tests/test_docs_examples.py, which runs
+docs/guides/gunicorn.md. Tested by tests/docs/test_examples.py, which runs
 gunicorn with two workers.
 """
 

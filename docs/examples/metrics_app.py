@@ -3,7 +3,7 @@
 Run it:  FERROPOOL_DSN="dbname=app" python metrics_app.py
          then curl http://127.0.0.1:9464/metrics
 
-Docs: docs/metrics.md. Tested by tests/test_docs_examples.py.
+Docs: docs/metrics.md. Tested by tests/docs/test_examples.py.
 """
 
 from __future__ import annotations
@@ -52,4 +52,8 @@ def main(dsn: str, port: int = 9464, seconds: float = 1.0) -> None:
 
 
 if __name__ == "__main__":
-    main(os.environ["FERROPOOL_DSN"], seconds=float(os.environ.get("SECONDS", "60")))
+    main(
+        os.environ["FERROPOOL_DSN"],
+        port=int(os.environ.get("PORT", "9464")),
+        seconds=float(os.environ.get("SECONDS", "60")),
+    )

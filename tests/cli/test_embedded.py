@@ -9,7 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ferropool.embedded import EmbeddedPostgres, find_debian_bindir
+from ferropool.embedded import EmbeddedPostgres
+from tests.fixtures.components import require
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +89,8 @@ def test_scram_requires_the_password() -> None:
 
 
 def test_tls_verify_full() -> None:
-    bindir = find_debian_bindir()
-    if bindir is None:
-        pytest.fail("the TLS test needs Debian's PostgreSQL: apt-get install postgresql")
+    bindir = require("postgresql")
+    require("openssl")
     with EmbeddedPostgres(bindir=bindir, tls=True) as pg:
         assert pg.ca_file is not None
         conninfo = (

@@ -11,9 +11,12 @@ gunicorn forks workers), answering HTTP requests on a free port.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import importlib.util
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -27,6 +30,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from ferropool.embedded import free_port
 from tests.fixtures.helpers import DEADLINE, count_backends, wait_until
@@ -66,11 +71,11 @@ class Servers:
         self.logs = logs
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(self, args: list[str], **env: str) -> subprocess.Popen[bytes]:
+    def start(self, args: list[str], cwd: str | None = None, **env: str) -> subprocess.Popen[bytes]:
         log = self.logs / f"server-{len(self.procs)}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+                args, env={**os.environ, **env}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT
             )
         self.procs.append((proc, log))
         return proc
@@ -148,9 +153,10 @@ def test_flask(example_env: str) -> None:
             lambda: pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"],
             what="every connection back",
         )
-        # All connections busy for `timeout`: the handler answers 503.
+        # All connections busy for `timeout`: the handler answers 503. The
+        # pool opens the ones it lacks first, in its own time.
+        held = [pool.getconn(timeout=DEADLINE) for _ in range(pool.max_size)]
         pool.timeout = 0.1
-        held = [pool.getconn() for _ in range(pool.max_size)]
         try:
             assert client.get("/double/1").status_code == 503
         finally:
@@ -271,3 +277,143 @@ def test_metrics_example(example_env: str, capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     assert "db.client.connection.count" in out  # the console exporter's output
     assert "advice: []" in out
+
+
+# ---- each example as its guide runs it, with only what the guide installs ----------
+#
+# A fresh venv holds what the guide's install line names and those packages'
+# dependencies, nothing else. Each example runs here, as the guide says to
+# run it, in a process that can import only that: the standard library and
+# the modules of the distributions the install line pulls in (read from the
+# installed packages' metadata). An import of anything else fails as it
+# would in the fresh venv, with ModuleNotFoundError.
+
+DOCS = EXAMPLES.parent
+
+# example -> (the doc whose install line it needs, the command it documents
+# with "python" left out, the path to ask for once it serves HTTP).
+RUNS: dict[str, tuple[str, list[str], str | None]] = {
+    "flask_app": ("guides/flask.md",
+                  ["-m", "flask", "--app", "flask_app:create_app", "run", "--port", "{port}"],
+                  "/double/21"),
+    "fastapi_app": ("guides/fastapi.md",
+                    ["-m", "uvicorn", "fastapi_app:app", "--port", "{port}"], "/double/21"),
+    "gunicorn_app": ("guides/gunicorn.md",
+                     ["-m", "gunicorn", "-c", "gunicorn_conf.py", "--bind", "127.0.0.1:{port}",
+                      "gunicorn_app:app"], "/"),
+    "django_app": ("guides/django.md",
+                   ["django_app.py", "runserver", "127.0.0.1:{port}", "--noreload"],
+                   "/double/21"),
+    "sqlalchemy_app": ("guides/sqlalchemy.md", ["sqlalchemy_app.py"], None),
+    "psycopg2_app": ("migrating-from-psycopg2.md", ["psycopg2_app.py"], None),
+    "psycopg_pool_app": ("migrating-from-psycopg-pool.md", ["psycopg_pool_app.py"], None),
+    "metrics_app": ("metrics.md", ["metrics_app.py"], None),
+}  # fmt: skip
+# gunicorn_conf.py is run by gunicorn_app's command.
+RUN_WITH = {"gunicorn_conf": "gunicorn_app"}
+
+# Run in the example's process before the command: only the allowed
+# top-level modules (JSON in FERROPOOL_ALLOWED) and the standard library import.
+GUARD = """\
+import importlib.abc, importlib.machinery, json, os, runpy, sys, sysconfig
+allowed = set(json.loads(os.environ.pop("FERROPOOL_ALLOWED")))
+stdlib = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")}
+stdlib |= {os.path.join(d, "lib-dynload") for d in stdlib}
+def in_stdlib(top):
+    return top in sys.stdlib_module_names or (
+        importlib.machinery.PathFinder.find_spec(top, sorted(stdlib)) is not None)
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in allowed or in_stdlib(top):
+            return None
+        raise ModuleNotFoundError(
+            f"No module named {name!r} (not installed by the guide's install line)", name=name)
+sys.meta_path.insert(0, NotInstalled())
+args = sys.argv[1:]
+if args[0] == "-m":
+    sys.argv = [args[1], *args[2:]]
+    runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = args
+    runpy.run_path(args[0], run_name="__main__")
+"""
+
+
+def install_line(doc: str) -> list[str]:
+    """The requirements of the ``pip install`` line a doc starts with."""
+    text = (DOCS / doc).read_text()
+    # The first block after the title is the install line.
+    found = re.match(r"# [^\n]+\n+```sh\npip install ([^\n]+)\n```", text)
+    assert found, f"{doc} does not start with its install line (```sh pip install ...)"
+    return shlex.split(found.group(1))
+
+
+def closure(requirements: list[str]) -> set[str]:
+    """Every distribution those requirements install, by normalized name."""
+    found: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        extras = set(req.extras)
+        key = f"{name}[{','.join(sorted(extras))}]"
+        if key in found:
+            continue
+        found.add(key)
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            pytest.fail(f"{req.name}, named by an install line, is not installed here")
+        for line in dist.requires or []:
+            dep = Requirement(line)
+            if dep.marker is None or any(
+                dep.marker.evaluate({"extra": extra}) for extra in [*extras, ""]
+            ):
+                todo.append(dep)
+    return {key.partition("[")[0] for key in found}
+
+
+def importable(distributions: set[str]) -> set[str]:
+    """The top-level modules those distributions provide."""
+    modules = {
+        module
+        for module, dists in importlib.metadata.packages_distributions().items()
+        if any(canonicalize_name(d) in distributions for d in dists)
+    }
+    # An editable install maps no module to ferropool: its one package.
+    return modules | ({"ferropool"} if "ferropool" in distributions else set())
+
+
+def test_every_example_has_a_documented_run() -> None:
+    assert set(RUNS) | set(RUN_WITH) == {p.stem for p in EXAMPLES.glob("*.py")}
+
+
+@pytest.mark.parametrize("example", sorted(RUNS))
+def test_example_runs_with_only_what_its_guide_installs(
+    example: str, dsn: str, servers: Servers
+) -> None:
+    doc, command, path = RUNS[example]
+    requirements = install_line(doc)
+    assert any(canonicalize_name(Requirement(r).name) == "ferropool" for r in requirements)
+    # The examples themselves, from their folder, as the guides run them.
+    allowed = importable(closure(requirements)) | {p.stem for p in EXAMPLES.glob("*.py")}
+    port = free_port()
+    args = [a.format(port=port) for a in command]
+    env = {
+        "FERROPOOL_DSN": dsn,
+        "FERROPOOL_ALLOWED": json.dumps(sorted(allowed)),
+        "SECONDS": "1",  # metrics_app's run time
+        "PORT": str(free_port()),  # metrics_app's Prometheus port
+    }
+    launch = [sys.executable, "-c", GUARD, *args]
+    if path is None:
+        done = subprocess.run(
+            launch, cwd=EXAMPLES, env={**os.environ, **env}, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{' '.join(args)} ({doc}):\n{done.stderr[-3000:]}"
+        return
+    proc = servers.start(launch, cwd=str(EXAMPLES), **env)
+    servers.wait_for(f"http://127.0.0.1:{port}{path}", proc)
+    assert proc.poll() is None

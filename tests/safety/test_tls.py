@@ -12,7 +12,6 @@ request gets a PoolTimeout saying why, without the password.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ferropool import ConnectionPool, PoolTimeout
 from ferropool.embedded import EmbeddedPostgres
+from tests.fixtures.components import require
 from tests.fixtures.helpers import DEADLINE
 from tests.fixtures.reliability import Load, SecretWatch, report
 
@@ -81,8 +81,7 @@ def test_verify_full_through_the_pool(
 
 def other_ca(directory: Path) -> Path:
     """A CA certificate that did not sign the server's."""
-    openssl = shutil.which("openssl")
-    assert openssl, "openssl is needed (apt-get install openssl)"
+    openssl = require("openssl")
     key, crt = directory / "other-ca.key", directory / "other-ca.crt"
     new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     command = [openssl, "req", "-x509", *new_key, "-keyout", str(key), "-out", str(crt)]

@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import NoReturn
 
+from .. import __version__
 from ..runner.secrets import scrub
 from . import bench, sizing
 from .errors import CliError
@@ -31,6 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="ferropool: a PostgreSQL connection pool.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     bench.add_parser(commands)
     sizing.add_parser(commands)

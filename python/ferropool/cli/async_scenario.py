@@ -35,6 +35,7 @@ from .contenders import (
 )
 from .measure import Entry, ScenarioContext, alternate, alternate_steps, summarize
 from .plan import Plan
+from .progress import Steps
 from .results import MeasurementResult, RoundResult
 from .workloads import Tally
 
@@ -61,7 +62,7 @@ def unavailable() -> str | None:
     return None
 
 
-def steps(plan: Plan) -> int:
+def steps(plan: Plan) -> Steps:
     return alternate_steps(len(TASKS), len(CONTENDERS), plan)
 
 

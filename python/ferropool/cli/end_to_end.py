@@ -35,6 +35,7 @@ from .measure import (
     open_all,
 )
 from .plan import Plan
+from .progress import Steps
 from .results import MeasurementResult
 from .workloads import select_one_until
 from .wsgi_app import CONNINFO_ENV, CONTENDER_ENV, THREADS_ENV
@@ -59,8 +60,9 @@ _EXIT_TIMEOUT: Final = 15.0
 _APP_MAIN: Final = "import sys; from ferropool.cli.wsgi_app import main; sys.exit(main())"
 
 
-def steps(plan: Plan) -> int:
-    return alternate_steps(2, len(CONTENDERS), plan)
+def steps(plan: Plan) -> Steps:
+    over_http = alternate_steps(1, len(CONTENDERS), plan, round_seconds=plan.http_round_seconds)
+    return over_http + alternate_steps(1, len(CONTENDERS), plan)
 
 
 def run(ctx: ScenarioContext) -> tuple[MeasurementResult, ...]:

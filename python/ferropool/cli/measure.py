@@ -24,6 +24,7 @@ from .contenders import (
     open_contender,
 )
 from .plan import Plan
+from .progress import Steps
 
 if TYPE_CHECKING:
     from .http_load import LoadGeneratorChoice
@@ -45,8 +46,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-# (measurement title, contender, phase such as "warm-up" or "round 2/5")
-Progress = Callable[[str, str, str], None]
+# (measurement title, contender, phase such as "warm-up" or "round 2/5",
+# the seconds the step is planned to last)
+Progress = Callable[[str, str, str, float], None]
 # What each thread of a contender runs in a round, given its pool.
 Work = Callable[[Pool], Callable[[float], Tally]]
 
@@ -73,10 +75,15 @@ class Entry:
     run_round: Callable[[float], RoundResult]
 
 
-def alternate_steps(measurements: int, contenders: int, plan: Plan) -> int:
+def alternate_steps(
+    measurements: int, contenders: int, plan: Plan, *, round_seconds: float | None = None
+) -> Steps:
     """Progress steps of *measurements* calls of `alternate`: a warm-up and
-    the plan's rounds for each of *contenders*."""
-    return measurements * contenders * (plan.rounds + 1)
+    the plan's rounds for each of *contenders*, with their planned seconds."""
+    seconds = plan.round_seconds if round_seconds is None else round_seconds
+    per_contender = Steps(plan.rounds + 1, plan.warmup_seconds + plan.rounds * seconds)
+    runs = measurements * contenders
+    return Steps(per_contender.count * runs, per_contender.seconds * runs)
 
 
 def alternate(
@@ -93,14 +100,14 @@ def alternate(
     # it: it closed connections whose server processes are still exiting.
     settle = {e.name: plan.settle_seconds if e.name == NEW_CONNECTION else 0.0 for e in entries}
     for entry in entries:
-        progress(title, entry.name, "warm-up")
+        progress(title, entry.name, "warm-up", plan.warmup_seconds)
         with meter.charge(entry.name):
             entry.run_round(plan.warmup_seconds)
             sleep(settle[entry.name])
     rounds: dict[str, list[RoundResult]] = {e.name: [] for e in entries}
     for i in range(plan.rounds):
         for entry in entries:
-            progress(title, entry.name, f"round {i + 1}/{plan.rounds}")
+            progress(title, entry.name, f"round {i + 1}/{plan.rounds}", seconds)
             with meter.charge(entry.name):
                 rounds[entry.name].append(entry.run_round(seconds))
                 sleep(settle[entry.name])

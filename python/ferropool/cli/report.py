@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
+import textwrap
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
-from .contenders import FERROPOOL, NEW_CONNECTION, PSYCOPG_POOL
+from .contenders import CONTENDERS, FERROPOOL, NEW_CONNECTION, PSYCOPG_POOL, SQLALCHEMY
 from .plan import Plan
 from .results import ContenderResult, MeasurementResult, ScenarioResult, ServerCost
 from .server import ServerInfo
@@ -27,11 +29,6 @@ JSON_FORMAT_VERSION = 2
 BASELINES: Final = (PSYCOPG_POOL, NEW_CONNECTION)
 _UNIT_PLURALS: Final = {"op": "ops", "block": "blocks", "request": "requests"}
 _SHORT: Final = {NEW_CONNECTION: "new connection"}
-# How a contender's non-default set-up is named in the table.
-_SHORT_CONFIGURATION: Final = {
-    "check=ConnectionPool.check_connection": "check_connection",
-    "pre_ping=True": "pre_ping",
-}
 _INDENT: Final = "  "
 
 
@@ -118,30 +115,51 @@ def _measurement_json(measurement: MeasurementResult) -> dict[str, Any]:
 
 # -- terminal ---------------------------------------------------------------
 
+WIDTH: Final = 100
+# Contenders as column headers: two lines each, to keep tables narrow.
+_COLUMN_HEADS: Final = {
+    NEW_CONNECTION: ("new", "connection"),
+    SQLALCHEMY: ("SQLAlchemy", "QueuePool"),
+}
+
 
 def render_table(
-    server: ServerInfo, client: dict[str, Any], plan: Plan, results: list[ScenarioResult]
+    server: ServerInfo,
+    client: dict[str, Any],
+    plan: Plan,
+    results: list[ScenarioResult],
+    *,
+    quick_caveat: str | None = None,
 ) -> str:
+    """The report a person reads: every line within WIDTH columns."""
     lines = _preamble(server, client, plan)
     for result in results:
-        lines += ["", f"{result.title}: {result.description}"]
+        lines += ["", *_wrap(f"{result.title}: {result.description}")]
         if result.skipped:
-            lines.append(f"{_INDENT}{result.skipped}")
+            lines += _wrap(result.skipped, _INDENT)
             continue
-        lines += _measurements_table(result)
+        for table in _tables(result):
+            lines += ["", *table]
+        notes = [line for note in _notes(result) for line in _wrap(note, _INDENT)]
+        lines += ["", *notes] if notes else []
         lines += ["", *_cost_table(result)]
     summary = _summary(results)
+    if quick_caveat:
+        summary.append(quick_caveat)
     if summary:
-        lines += ["", "summary:", *(f"{_INDENT}{line}" for line in summary)]
-    return "\n".join([*lines, "", _FOOTNOTE])
+        lines += ["", "summary:"]
+        for line in summary:
+            lines += _wrap(line, _INDENT)
+    return "\n".join([*lines, "", *_wrap(_FOOTNOTE)])
 
 
 _FOOTNOTE = (
-    "vs X: throughput over X's in the same run (2.00x = twice as many per second).\n"
-    "Threaded rows count the operations of all threads together; p50/p99: latency of a\n"
-    "request. Server-side cost over the scenario: connections the server opened\n"
-    "(pg_stat_database), most backends at once (pg_stat_activity, sampled), and client\n"
-    "sockets left in TIME_WAIT for a minute (/proc/net/tcp)."
+    "vs X: ferropool's throughput over X's in the same run (2.00x: twice as many per second,"
+    " or half the time per operation). Threaded and async rows count the operations of all"
+    " threads or tasks together; p50/p99: the latency of one request. Each figure is the"
+    " median of the rounds. Server-side cost over the scenario: connections the server"
+    " opened (pg_stat_database), most backends at once (pg_stat_activity, sampled), and"
+    " client sockets left in TIME_WAIT for a minute (/proc/net/tcp)."
 )
 
 
@@ -157,7 +175,7 @@ def _preamble(server: ServerInfo, client: dict[str, Any], plan: Plan) -> list[st
         else ("TLS" if server.tls else "no TLS")
     )
     sqlalchemy = f", SQLAlchemy {client['sqlalchemy']}" if client.get("sqlalchemy") else ""
-    return [
+    lines = [
         f"server: PostgreSQL {server.version} at {server.host}:{server.port} ({where})",
         f"protections: authentication {server.auth}, {tls}",
         f"client: ferropool {client['ferropool']}, psycopg {client['psycopg']} "
@@ -168,43 +186,121 @@ def _preamble(server: ServerInfo, client: dict[str, Any], plan: Plan) -> list[st
         f"(over HTTP: {plan.http_round_seconds} s), after a warm-up; contenders alternate "
         "round by round",
     ]
+    return [wrapped for line in lines for wrapped in _wrap(line)]
 
 
-def _measurements_table(result: ScenarioResult) -> list[str]:
-    header = ["measurement", "contender", "median", "p50", "p99",
-              *(f"vs {_SHORT.get(b, b)}" for b in BASELINES)]  # fmt: skip
-    rows: list[list[str] | None] = []  # None: a blank line between measurements
-    for measurement in result.measurements:
-        if rows:
-            rows.append(None)
-        label = _measurement_label(result, measurement)
-        for i, contender in enumerate(measurement.contenders):
-            rows.append(
+def _tables(result: ScenarioResult) -> list[list[str]]:
+    """The scenario's figures: one table per quantity, so each column has one unit."""
+    contenders: list[str] = [c for c in CONTENDERS if any(m.has(c) for m in result.measurements)]
+    # Time per operation where every row is one thread's (micro), else throughput.
+    timed = all(m.threads == 1 and m.tasks is None for m in result.measurements)
+    groups: dict[tuple[str, str], list[MeasurementResult]] = {}
+    if timed:
+        groups[("time", "operation")] = list(result.measurements)
+    else:
+        for measurement in result.measurements:
+            groups.setdefault(("rate", measurement.unit), []).append(measurement)
+    tables = []
+    for (kind, unit), measurements in groups.items():
+        common, labels = _labels(result, measurements)
+        prefix = f"{common}: " if common else ""
+        if kind == "time":
+            heading = f"{prefix}time per {unit}, in {MICRO}s (lower is better)"
+            figures = [
                 [
-                    label if i == 0 else "",
-                    _contender_label(contender),
-                    _figure(measurement, contender),
-                    _duration(contender.latency_p50),
-                    _duration(contender.latency_p99),
-                    *(
-                        _ratio(measurement.ratio(contender.name, b)) if measurement.has(b) else ""
-                        for b in BASELINES
-                    ),
+                    _micro_seconds(m.result(c).seconds_per_op) if m.has(c) else "-"
+                    for c in contenders
+                ]
+                for m in measurements
+            ]
+        else:
+            together = (
+                ", all tasks together"
+                if any(m.tasks for m in measurements)
+                else (", all threads together" if any(m.threads > 1 for m in measurements) else "")
+            )
+            heading = f"{prefix}{_UNIT_PLURALS[unit]} per second{together} (higher is better)"
+            figures = [
+                [_rate(m.result(c).ops_per_second) if m.has(c) else "-" for c in contenders]
+                for m in measurements
+            ]
+        rows = [
+            [label, *cells, *_ratios(m)]
+            for label, cells, m in zip(labels, figures, measurements, strict=True)
+        ]
+        tables.append([_INDENT + heading, *_grid(_heads(contenders, ratios=True), rows)])
+        if any(
+            m.result(c).latency_p99 is not None
+            for m in measurements
+            for c in contenders
+            if m.has(c)
+        ):
+            latency = [
+                [label, *(_latency(m.result(c)) if m.has(c) else "-" for c in contenders)]
+                for label, m in zip(labels, measurements, strict=True)
+            ]
+            tables.append(
+                [
+                    f"{_INDENT}{prefix}latency of a request, p50 / p99 in ms (lower is better)",
+                    *_grid(_heads(contenders, ratios=False), latency),
                 ]
             )
-        if measurement.transport:
-            rows.append([f"({measurement.transport})", "", "", "", "", "", ""])
-    return _align(header, rows, text_columns=2)
+    return tables
+
+
+def _labels(result: ScenarioResult, measurements: list[MeasurementResult]) -> tuple[str, list[str]]:
+    """What the rows have in common, for the heading, and what tells them apart."""
+    parts = [_measurement_label(result, m).split(", ") for m in measurements]
+    if len(parts) == 1:  # the heading names the one row
+        return ", ".join(parts[0]), [""]
+    common = [p for p in parts[0] if all(p in other for other in parts[1:])]
+    labels = [", ".join(p for p in row if p not in common) for row in parts]
+    return ", ".join(common), labels
+
+
+def _heads(contenders: list[str], *, ratios: bool) -> list[list[str]]:
+    heads = [_COLUMN_HEADS.get(c, ("", c)) for c in contenders]
+    if ratios:
+        heads += [("ferropool vs", _SHORT.get(b, b)) for b in BASELINES]
+    return [["", *(h[0] for h in heads)], ["", *(h[1] for h in heads)]]
+
+
+def _ratios(measurement: MeasurementResult) -> list[str]:
+    if not measurement.has(FERROPOOL):
+        return ["" for _ in BASELINES]
+    return [
+        _ratio(measurement.ratio(FERROPOOL, b)) if measurement.has(b) else "-" for b in BASELINES
+    ]
+
+
+def _latency(contender: ContenderResult) -> str:
+    p50, p99 = contender.latency_p50, contender.latency_p99
+    if p50 is None or p99 is None:
+        return "-"
+    return f"{_three_digits(p50 * 1e3)} / {_three_digits(p99 * 1e3)}"
+
+
+def _notes(result: ScenarioResult) -> list[str]:
+    notes = [
+        f"{_measurement_label(result, m).split(', ')[0]}: {m.transport}"
+        for m in result.measurements
+        if m.transport
+    ]
+    absent = [c for c in CONTENDERS if not any(m.has(c) for m in result.measurements)]
+    if SQLALCHEMY in absent:
+        notes.append(
+            f"{SQLALCHEMY} is not in this scenario: it is thread-based, and SQLAlchemy's"
+            " asyncio pooling works only inside an AsyncEngine"
+        )
+    return notes
 
 
 def _cost_table(result: ScenarioResult) -> list[str]:
-    header = ["server-side cost", "", "connections opened", "peak backends", "TIME_WAIT sockets"]
-    rows: list[list[str] | None] = [
-        ["", name, *_cost_cells(cost)] for name, cost in result.costs.items()
-    ]
+    header = [["server-side cost", "connections opened", "peak backends", "TIME_WAIT sockets"]]
+    rows = [[name, *_cost_cells(cost)] for name, cost in result.costs.items()]
     if result.total_cost is not None:
-        rows.append(["", "whole scenario", *_cost_cells(result.total_cost)])
-    return _align(header, rows, text_columns=2)
+        rows.append(["whole scenario", *_cost_cells(result.total_cost)])
+    return _grid(header, rows)
 
 
 def _cost_cells(cost: ServerCost) -> list[str]:
@@ -218,33 +314,34 @@ def _cost_cells(cost: ServerCost) -> list[str]:
     ]
 
 
-def _align(header: list[str], rows: list[list[str] | None], *, text_columns: int) -> list[str]:
-    # A figure column with nothing in it (no latency in "micro") is left out.
-    keep = [
-        i < text_columns or any(row is not None and row[i] for row in rows)
-        for i in range(len(header))
-    ]
-    header = [cell for cell, kept in zip(header, keep, strict=True) if kept]
-    rows = [
-        None if row is None else [cell for cell, kept in zip(row, keep, strict=True) if kept]
-        for row in rows
-    ]
-    widths = [len(h) for h in header]
-    for row in rows:
-        if row is not None:
-            widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+def _grid(header: list[list[str]], rows: list[list[str]]) -> list[str]:
+    """An aligned table: the first column to the left, figures to the right.
+    A first column with nothing in it is left out."""
+    labelled = any(row[0] for row in [*header, *rows])
+    if not labelled:  # one unlabelled row
+        header, rows = [h[1:] for h in header], [row[1:] for row in rows]
+    widths = [max(len(row[i]) for row in [*header, *rows]) for i in range(len(header[0]))]
 
     def line(cells: list[str]) -> str:
-        # Text columns to the left, figures to the right.
         padded = [
-            cell.ljust(width) if i < text_columns else cell.rjust(width)
+            cell.ljust(width) if i == 0 and labelled else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ]
         return (_INDENT + "  ".join(padded)).rstrip()
 
-    table = [line(header), _INDENT + "  ".join("-" * w for w in widths)]
-    table += [line(row) if row is not None else "" for row in rows]
-    return table
+    rule = _INDENT + "  ".join("-" * w for w in widths)
+    return [*(line(h) for h in header if any(h)), rule, *(line(row) for row in rows)]
+
+
+def _wrap(text: str, indent: str = "") -> list[str]:
+    return textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent + _INDENT,
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
 
 
 def _measurement_label(result: ScenarioResult, measurement: MeasurementResult) -> str:
@@ -252,18 +349,6 @@ def _measurement_label(result: ScenarioResult, measurement: MeasurementResult) -
     prefix = f"{result.title}: "
     title = measurement.title
     return title[len(prefix) :] if title.startswith(prefix) else title
-
-
-def _contender_label(contender: ContenderResult) -> str:
-    short = _SHORT_CONFIGURATION.get(contender.configuration)
-    return f"{contender.name} + {short}" if short else contender.name
-
-
-def _figure(measurement: MeasurementResult, contender: ContenderResult) -> str:
-    """Time per operation on one thread; operations per second with concurrency."""
-    if measurement.threads == 1 and measurement.tasks is None:
-        return f"{_duration(contender.seconds_per_op)}/{measurement.unit}"
-    return f"{_rate(contender.ops_per_second)} {_UNIT_PLURALS[measurement.unit]}/s"
 
 
 def _summary(results: list[ScenarioResult]) -> list[str]:
@@ -289,22 +374,25 @@ def _summary(results: list[ScenarioResult]) -> list[str]:
                 f"instead of {theirs.connections_opened:,}"
             )
         lines.append(line)
-    picks = [
-        ("micro.getconn_putconn", "getconn + putconn"),
-        ("micro.connection_block", "connection() block"),
-        ("contention.empty_block.32", "32 threads on 16 connections"),
-        ("safe_checkout", "safe checkout"),
-        ("end_to_end.http", "end to end over HTTP"),
-        ("async.1000", "1,000 async tasks"),
-    ]
     versus = [
         f"{_ratio(found[key].ratio(FERROPOOL, PSYCOPG_POOL))} {label}"
-        for key, label in picks
+        for key, label in SUMMARY_PICKS
         if key in found
     ]
     if versus:
         lines.append("ferropool against psycopg_pool: " + ", ".join(versus))
     return lines
+
+
+# The measurements the summary compares with psycopg_pool, and how it names them.
+SUMMARY_PICKS: Final = (
+    ("micro.getconn_putconn", "getconn + putconn"),
+    ("micro.connection_block", "connection() block"),
+    ("contention.empty_block.32", "32 threads on 16 connections"),
+    ("safe_checkout", "safe checkout"),
+    ("end_to_end.http", "end to end over HTTP"),
+    ("async.1000", "1,000 async tasks"),
+)
 
 
 def _ratio(value: float) -> str:
@@ -313,13 +401,9 @@ def _ratio(value: float) -> str:
     return f"{_three_digits(value)}x"
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    for scale, unit in ((1e-6, "ns"), (1e-3, "us"), (1.0, "ms")):
-        if seconds < scale:
-            return f"{_three_digits(seconds / scale * 1e3)} {unit}"
-    return f"{_three_digits(seconds)} s"
+def _micro_seconds(seconds: float) -> str:
+    micros = seconds * 1e6
+    return f"{micros:.3f}" if micros < 0.9995 else _three_digits(micros)
 
 
 def _rate(per_second: float) -> str:
@@ -334,6 +418,19 @@ def _three_digits(value: float) -> str:
     if value >= 99.95:
         return f"{value:,.0f}"
     return f"{value:.1f}" if value >= 9.995 else f"{value:.2f}"
+
+
+def _micro_sign() -> str:
+    """µ where stdout can print it, u where it cannot (an ASCII-only locale)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "\u00b5".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "u"
+    return "\u00b5"
+
+
+MICRO: Final = _micro_sign()
 
 
 def _libpq_version(number: int) -> str:

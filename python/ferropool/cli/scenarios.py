@@ -22,6 +22,7 @@ from .contenders import CONTENDERS, NewConnectionPerRequest
 from .http_load import LoadGeneratorChoice
 from .measure import Progress, ScenarioContext, Work, alternate_steps, measure_threads, open_all
 from .plan import Plan
+from .progress import Steps
 from .results import MeasurementResult, ScenarioResult
 from .server_cost import CostMeter
 from .workloads import Pool, Repeat, Tally, connection_block, getconn_putconn, select_one_until
@@ -47,7 +48,7 @@ class Scenario:
     contenders: tuple[str, ...]
     run: Callable[[ScenarioContext], tuple[MeasurementResult, ...]] = field(repr=False)
     # Rounds reported to Progress, warm-ups included.
-    steps: Callable[[Plan], int] = field(repr=False)
+    steps: Callable[[Plan], Steps] = field(repr=False)
     # Connections the contenders hold at once, to check that the server has room.
     peak_connections: int
     # Optional modules it imports: (module, what for).
@@ -105,7 +106,7 @@ def _micro(ctx: ScenarioContext) -> tuple[MeasurementResult, ...]:
             measure(_empty(getconn_putconn), key="micro.getconn_putconn",
                     title="micro: getconn + putconn", unit="op"),
             measure(_empty(connection_block), key="micro.connection_block",
-                    title="micro: empty connection() block", unit="block"),
+                    title="micro: connection() block", unit="block"),
         )  # fmt: skip
 
 
@@ -159,7 +160,7 @@ def _safe_checkout(ctx: ScenarioContext) -> tuple[MeasurementResult, ...]:
         )
 
 
-def _steps(measurements: int) -> Callable[[Plan], int]:
+def _steps(measurements: int) -> Callable[[Plan], Steps]:
     return lambda plan: alternate_steps(measurements, len(CONTENDERS), plan)
 
 
@@ -170,7 +171,10 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
     Scenario(
         key="micro",
         title="micro",
-        description=f"one thread borrowing from an idle pool of {MICRO_POOL_SIZE} connections",
+        description=(
+            f"one thread borrowing from an idle pool of {MICRO_POOL_SIZE} connections:"
+            " getconn() + putconn(), and an empty with pool.connection(): block"
+        ),
         contenders=CONTENDERS,
         run=_micro,
         steps=_steps(2),

@@ -5,7 +5,10 @@ The cost pooling exists to avoid, measured from outside the contenders:
 * connections opened: ``pg_stat_database.sessions`` (PostgreSQL 14+), read
   before and after each stretch of one contender's work (opening, each
   round, closing) and charged to it. A backend counts its session before
-  its first ReadyForQuery, so the count is current once connect() returns;
+  its first ReadyForQuery, so the count is current once connect() returns,
+  except that from PostgreSQL 15 a backend that finds the shared stats
+  entry locked by another's flush counts itself later (within 10 s): with
+  many connections opening at once, one may land on the next stretch;
 * peak backends: a monitor thread samples pg_stat_activity, grouped by the
   application_name every contender tags its connections with;
 * sockets left in TIME_WAIT: entries of /proc/net/tcp{,6} in state 06 with

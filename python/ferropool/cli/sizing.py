@@ -2,17 +2,20 @@
 
 Reads the server's connection budget (one connection, one query, closed at
 once), applies the fleet rule, the cores rule and Little's Law from
-ferropool.sizing, and prints the figures, the recommendation and, given
-the current max_size, whether the fleet over-commits the server. Exit
-status: 0 when the fleet fits, 1 when it over-commits the server or no
-connection is left for it, 2 for a usage error or an unreachable server.
-It must never print a password: only the server's host, port and database.
+ferropool.sizing, and prints the figures, one recommendation with the rule
+that set it, the current max_size's fate when given, and a last line
+``verdict: ...`` that the exit status repeats: 0 when the fleet fits, 1
+when it over-commits the server, no connection is left for it, or the load
+needs more than the budget allows; 2 for a usage error or an unreachable
+server. Lines stay within 100 columns. It must never print a password:
+only the server's host, port and database.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,10 @@ import psycopg
 from ..runner.secrets import secrets_of
 from ..sizing import (
     CONNECT_TIMEOUT,
-    DEFAULT_HEADROOM,
     DEFAULT_SPINDLES,
+    RULE_CORES,
+    RULE_FLEET,
+    RULE_LITTLE,
     SizingReport,
     read_budget,
     recommend,
@@ -34,6 +39,7 @@ __all__ = ["add_parser", "run"]
 
 EXIT_FITS = 0
 EXIT_OVER = 1
+WIDTH = 100
 
 
 def _count(minimum: int) -> Any:
@@ -68,8 +74,11 @@ def add_parser(commands: Any) -> None:
             "Read the server's max_connections, its reserved slots and the connections"
             " other clients hold now, and recommend each instance's max_size by the fleet"
             " rule (instances x max_size <= max_connections - reserved - others), by"
-            " (cores x 2 + spindles) and by Little's Law (rate x query time). Exit status"
-            " 1 when the fleet over-commits the server."
+            " (cores x 2 + spindles) and by Little's Law (rate x query time), and print one"
+            " recommendation and the rule that set it. Exit status 0 when the fleet fits;"
+            " 1 when it over-commits the server, no connection is left for it, or the load"
+            " needs more connections than the budget allows (the last line, 'verdict:',"
+            " says which); 2 for a usage error or an unreachable server."
         ),
     )
     parser.add_argument("--dsn", required=True, help="libpq connection string or URI")
@@ -151,12 +160,11 @@ def run(args: argparse.Namespace) -> int:
             args.json.write_text(json.dumps(data, indent=2) + "\n")
         except OSError as ex:
             raise CliError(f"cannot write {args.json}: {ex.strerror}") from None
-    fits = report.fleet_max_size > 0 and not report.over_committed
-    return EXIT_FITS if fits else EXIT_OVER
+    return EXIT_FITS if report.fits else EXIT_OVER
 
 
 def render(report: SizingReport, where: str) -> str:
-    """The report as text."""
+    """The report as text: the budget, the rules, one recommendation, the verdict."""
     b = report.budget
     n = report.instances
     major = b.server_version // 10000
@@ -173,36 +181,92 @@ def render(report: SizingReport, where: str) -> str:
         f"  held by other clients now       {b.other_connections:>6}",
         f"  available to the fleet          {b.available:>6}",
         "",
-        f"max_size per instance, {n} instance{'s' if n != 1 else ''}:",
-        f"  fleet rule    {report.fleet_max_size:>4}   {n} x {report.fleet_max_size} ="
-        f" {n * report.fleet_max_size} <= {b.max_connections} - {b.reserved} reserved"
-        f" - {b.other_connections} others = {b.available}",
+        f"max_size per instance, {n} instance{'s' if n != 1 else ''}"
+        " (<- marks the rule that sets it):",
     ]
-    if report.cores_max_size is None:
-        lines.append(
-            "  cores rule       -   server cores unknown: pass --server-cores"
-            " (cores x 2 + spindles connections for the whole fleet)"
-        )
-    else:
-        lines.append(
-            f"  cores rule    {report.cores_max_size:>4}   {report.server_cores} cores x 2"
-            f" + {report.spindles} spindles = {report.cores_connections} for the fleet,"
-            f" / {n}"
-        )
-    if report.littles_max_size is None or report.busy_connections is None:
-        lines.append("  Little's Law     -   pass --rate and --query-ms")
-    else:
-        lines.append(
-            f"  Little's Law  {report.littles_max_size:>4}   {report.rate:g}/s x"
-            f" {report.query_ms:g} ms = {report.busy_connections:.2f} busy on average,"
-            f" x{DEFAULT_HEADROOM:g} headroom, rounded up"
-        )
-    lines += ["", f"recommended max_size: {report.recommended_max_size}"]
-    if report.current_max_size is not None and not report.over_committed:
-        lines.append(
-            f"current: {n} x max_size {report.current_max_size} ="
-            f" {report.current_connections} connections <= {b.available} available: fits"
-        )
-    # The over-commit verdict is one of the notes.
-    lines += ["", *report.notes] if report.notes else []
+    rows = [
+        (
+            RULE_FLEET,
+            str(report.fleet_max_size),
+            f"at most: {n} x {report.fleet_max_size} = {n * report.fleet_max_size}"
+            f" <= {b.max_connections} - {b.reserved} reserved - {b.other_connections} others"
+            f" = {b.available}",
+        ),
+        (RULE_CORES, *_cores_row(report)),
+        (RULE_LITTLE, *_littles_row(report)),
+    ]
+    for rule, figure, why in rows:
+        mark = "  <-" if rule == report.binding_rule else ""
+        head = f"  {rule:<13}{figure:>4}{mark:<4}  "
+        lines += _wrapped(why, head, " " * len(head))
+    lines += ["", *_answer(report)]
+    for note in report.notes:
+        lines += ["", *_wrapped(note, "", "  ")]
+    lines += ["", f"verdict: {report.verdict}"]
     return "\n".join(lines)
+
+
+def _cores_row(report: SizingReport) -> tuple[str, str]:
+    if report.cores_max_size is None:
+        return "-", "server cores unknown: pass --server-cores (cores x 2 + spindles for the fleet)"
+    spindles = "spindle" if report.spindles == 1 else "spindles"
+    why = (
+        f"{report.server_cores} cores x 2 + {report.spindles} {spindles} ="
+        f" {report.cores_connections} queries at once for the fleet, / {report.instances}"
+    )
+    busy = report.fleet_busy
+    if busy is not None and report.binding_rule != RULE_CORES:
+        why += (
+            f"; no limit here: the fleet keeps {busy:.1f} busy on average, within"
+            f" {report.cores_connections}"
+        )
+    return str(report.cores_max_size), why
+
+
+def _littles_row(report: SizingReport) -> tuple[str, str]:
+    if report.littles_max_size is None or report.busy_connections is None:
+        return "-", "pass --rate and --query-ms"
+    return str(report.littles_max_size), (
+        f"{report.rate:g}/s x {report.query_ms:g} ms = {report.busy_connections:.2f} busy on"
+        f" average, x{report.headroom:g} headroom, rounded up"
+    )
+
+
+def _answer(report: SizingReport) -> list[str]:
+    """The recommendation, then what it means for the current max_size."""
+    n = report.instances
+    if report.binding_rule is None:
+        lines = ["recommended max_size: none (no room)"]
+    else:
+        allows = (
+            f"; the fleet rule allows up to {report.fleet_max_size}"
+            if report.binding_rule != RULE_FLEET
+            else ""
+        )
+        lines = [
+            f"recommended max_size: {report.recommended_max_size}"
+            f" (set by {_named(report.binding_rule)}{allows})"
+        ]
+    current = report.current_max_size
+    if current is not None and not report.over_committed:
+        text = (
+            f"current max_size {current}: {n} x {current} = {report.current_connections}"
+            f" <= {report.budget.available} available: within the budget"
+        )
+        extra = current - report.recommended_max_size
+        if report.binding_rule is not None and extra > 0:
+            text += f", {extra} above the recommendation"
+        elif report.binding_rule is not None and extra < 0:
+            text += f", {-extra} below the recommendation: requests may queue"
+        lines += _wrapped(text, "", "  ")
+    return lines
+
+
+def _named(rule: str) -> str:
+    return f"the {rule}" if rule.endswith("rule") else rule
+
+
+def _wrapped(text: str, first: str, rest: str) -> list[str]:
+    return textwrap.wrap(
+        text, WIDTH, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False
+    )
