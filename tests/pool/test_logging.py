@@ -129,7 +129,15 @@ def test_a_pools_whole_life_logs_no_password(scram: EmbeddedPostgres, logs: Capt
 
     errors: list[BaseException] = []
     with ConnectionPool(
-        scram.dsn, min_size=2, max_size=3, name="life", open=True, on_checkout=failing_hook
+        # lifo: the connection whose backend is killed below is the one lent
+        # next, so its error (not a background ping) meets the failover.
+        scram.dsn,
+        min_size=2,
+        max_size=3,
+        name="life",
+        open=True,
+        on_checkout=failing_hook,
+        lifo=True,
     ) as pool:
         pool.wait(timeout=DEADLINE)
         with pool.connection() as conn:
