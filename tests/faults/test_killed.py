@@ -32,16 +32,8 @@ import ferropool
 from ferropool import ConnectionPool
 from ferropool.embedded import EmbeddedPostgres
 from tests.fixtures.helpers import DEADLINE, Threads, count_backends, terminate_backend, wait_until
-from tests.fixtures.reliability import (
-    Load,
-    Request,
-    SecretWatch,
-    by_mode,
-    report,
-    select_one,
-    terminate_app,
-    wait_for_requests,
-)
+from tests.fixtures.load import Load, Request, select_one, terminate_app, wait_for_requests
+from tests.fixtures.reliability import SecretWatch, by_mode, report
 
 THREADS = 8
 ROUNDS = by_mode(3, 10)

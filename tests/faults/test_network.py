@@ -40,18 +40,8 @@ from ferropool import ConnectionPool, PoolTimeout
 from ferropool.embedded import EmbeddedPostgres
 from tests.fixtures.fault_proxy import FaultProxy, fault_proxy
 from tests.fixtures.helpers import DEADLINE, wait_until
-from tests.fixtures.reliability import (
-    Load,
-    Monitor,
-    Request,
-    SecretWatch,
-    by_mode,
-    percentile,
-    report,
-    select_one,
-    time_limit,
-    wait_for_requests,
-)
+from tests.fixtures.load import Load, Monitor, Request, percentile, select_one, wait_for_requests
+from tests.fixtures.reliability import SecretWatch, by_mode, report, time_limit
 
 # Scheduling slack on a loaded 2-core machine, on top of a stated bound.
 SLACK = 1.0

@@ -31,16 +31,8 @@ import pytest
 import ferropool
 from ferropool.embedded import EmbeddedPostgres
 from tests.fixtures.helpers import DEADLINE, wait_until
-from tests.fixtures.reliability import (
-    Load,
-    Monitor,
-    SecretWatch,
-    by_mode,
-    report,
-    select_one,
-    wait_connectable,
-    wait_for_requests,
-)
+from tests.fixtures.load import Load, Monitor, select_one, wait_connectable, wait_for_requests
+from tests.fixtures.reliability import SecretWatch, by_mode, report
 
 OUTAGE = by_mode(2.0, 5.0)
 THREADS = 8

@@ -22,7 +22,8 @@ from typing import Any
 
 from ferropool import ConnectionPool
 from tests.fixtures.helpers import DEADLINE, count_backends, wait_until
-from tests.fixtures.reliability import Load, by_mode, report, select_one, time_limit
+from tests.fixtures.load import Load, select_one
+from tests.fixtures.reliability import by_mode, report, time_limit
 
 REPLACEMENTS = by_mode(2_000, 30_000)
 WARM_UP = REPLACEMENTS // 5

@@ -31,7 +31,8 @@ import pytest
 
 import ferropool
 from tests.fixtures.helpers import DEADLINE, count_backends, wait_until
-from tests.fixtures.reliability import Monitor, by_mode, report, time_limit
+from tests.fixtures.load import Monitor
+from tests.fixtures.reliability import by_mode, report, time_limit
 
 THREADS = 1000
 CONNECTIONS = 8

@@ -25,7 +25,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ferropool import ConnectionPool, PoolTimeout
 from ferropool.embedded import EmbeddedPostgres
 from tests.fixtures.helpers import DEADLINE
-from tests.fixtures.reliability import Load, SecretWatch, report
+from tests.fixtures.load import Load
+from tests.fixtures.reliability import SecretWatch, report
 
 
 def tls_query(pool: ConnectionPool[Any]) -> None:
