@@ -4,7 +4,8 @@ Async only, and not a generated source: a sync pool has no loop to run on,
 to block or to outlive. Here: the pools' constructor and its warning, opening
 with and without a running loop, waiting that keeps the loop running (also
 for several pools at once), maintenance on the pool's own loop, plain
-callables where a coroutine function is also accepted, and the many-tasks
+callables where a coroutine function is also accepted (callbacks and
+hooks), and the many-tasks
 scenario of test_concurrency_async.py on uvloop, whose thread-safe wake-up
 (how the core wakes a waiter) is implemented apart from asyncio's.
 """
@@ -22,6 +23,7 @@ import psycopg
 import psycopg_pool
 import pytest
 import uvloop
+from psycopg import errors as e
 
 from ferropool import (
     AsyncConnectionPool,
@@ -30,7 +32,15 @@ from ferropool import (
     NullConnectionPool,
 )
 from ferropool.embedded import free_port
-from tests.fixtures.helpers_async import DEADLINE, queued, wait_backends, wait_until_async
+from tests.fixtures.helpers_async import (
+    DEADLINE,
+    backend_pid_async,
+    queued,
+    terminate_backend_async,
+    wait_backends,
+    wait_until_async,
+)
+from tests.fixtures.safety_async import settled
 from tests.pool.test_concurrency_async import share_connections
 
 pytestmark = pytest.mark.anyio
@@ -199,3 +209,51 @@ async def test_reconnect_failed_may_be_a_plain_callable() -> None:
 
 def test_many_tasks_share_few_connections_on_uvloop(dsn: str) -> None:
     uvloop.run(share_connections(dsn))
+
+
+async def test_hooks_may_be_coroutine_functions_or_plain_callables(dsn: str) -> None:
+    """Hooks of both kinds on one pool, each called with its arguments."""
+    events: list[tuple[Any, ...]] = []
+
+    async def on_connect(conn: psycopg.AsyncConnection[Any]) -> None:
+        await asyncio.sleep(0)
+        events.append(("connect", conn))
+
+    async def on_checkout(conn: psycopg.AsyncConnection[Any]) -> None:
+        events.append(("checkout", conn))
+
+    def on_checkin(conn: psycopg.AsyncConnection[Any]) -> None:
+        events.append(("checkin", conn))
+
+    async def on_close(conn: psycopg.AsyncConnection[Any], reason: str) -> None:
+        events.append(("close", conn, reason))
+
+    async def on_error(exc: BaseException, conn: psycopg.AsyncConnection[Any] | None) -> None:
+        events.append(("error", exc, conn))
+
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=1,
+        open=False,
+        on_connect=on_connect,  # type: ignore[arg-type]
+        on_checkout=on_checkout,  # type: ignore[arg-type]
+        on_checkin=on_checkin,
+        on_close=on_close,  # type: ignore[arg-type]
+        on_error=on_error,  # type: ignore[arg-type]
+    )
+    async with pool:
+        await pool.wait(timeout=DEADLINE)
+        [(_, first)] = events
+        async with pool.connection() as conn:
+            assert conn is first
+            assert events[-1] == ("checkout", conn)
+        assert events[-1] == ("checkin", conn)
+        with pytest.raises(e.AdminShutdown) as raised:
+            async with pool.connection() as conn:
+                await terminate_backend_async(dsn, await backend_pid_async(conn))
+                await conn.execute("select 1")
+        assert ("error", raised.value, first) in events
+        assert ("close", first, "broken") in events
+        await wait_until_async(lambda: settled(pool, 1), what="replacement")
+        second = [ev[1] for ev in events if ev[0] == "connect"][1]
+    assert events[-1] == ("close", second, "pool closed")
