@@ -120,9 +120,8 @@ async def test_half_open_connection_is_found_by_keepalive(
         proxy.black_hole()
         proxy.restore()  # only the open connection goes silent
 
-        # The ping's own deadline is 5 s; on the async side psycopg then
-        # waits up to 5 s more for the cancelled query before it closes the
-        # connection.
+        # The ping's own deadline is 5 s; the async ping takes about 5 s more
+        # (psycopg's query cancellation: the xfail in tests/faults/test_network).
         await wait_until_async(
             lambda: pool.get_stats()["connections_lost"] == 1,
             timeout=DEADLINE + 10,

@@ -178,9 +178,8 @@ def test_the_pools_own_validation_pings_are_not_leaks(dsn: str) -> None:
             pool.wait(timeout=DEADLINE)
             proxy.black_hole()
             proxy.restore()  # only the open connection goes silent
-            # The ping's own deadline is 5 s; on the async side psycopg then
-            # waits up to 5 s more for the cancelled query before it closes
-            # the connection.
+            # The ping's own deadline is 5 s; the async ping takes about 5 s more
+            # (psycopg's query cancellation: the xfail in tests/faults/test_network).
             wait_until(
                 lambda: pool.get_stats()["connections_lost"] == 1,
                 timeout=DEADLINE + 10,
