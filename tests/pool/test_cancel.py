@@ -540,8 +540,9 @@ async def test_issue_1401_wait_for_bounds_a_hanging_check(dsn: str) -> None:
             await asyncio.wait_for(pool.getconn(), 0.3)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(use_block(pool), 0.3)
-        elapsed = time.monotonic() - t0
-        assert 0.6 <= elapsed < 15, "bounded by wait_for, not by the pool's 30 s timeout"
+        # Bounded by wait_for: an absorbed cancellation would leave wait_for
+        # waiting for the hung check (and the test to its timeout).
+        assert time.monotonic() - t0 >= 0.6
         hang = False
         await assert_whole(pool, 2)
 
@@ -556,9 +557,11 @@ async def test_issue_1401_timeout_bounds_a_failing_check_loop(dsn: str) -> None:
     async with AsyncConnectionPool(dsn, min_size=1, check=check, timeout=30) as pool:
         for budget in (0.05, 0.3, 1.5):
             t0 = time.monotonic()
+            # Bounded by wait_for, not by the pool: an absorbed cancellation
+            # would end in the pool's PoolTimeout after 30 s instead.
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(pool.getconn(), budget)
-            assert time.monotonic() - t0 < 15, "bounded by wait_for, not by the pool"
+            assert time.monotonic() - t0 >= budget
         assert pool.get_stats()["requests_waiting"] == 0
         await wait_until_async(lambda: pool.get_stats()["pool_available"] == 1, what="refill")
 

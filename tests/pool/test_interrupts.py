@@ -42,10 +42,9 @@ def test_keyboard_interrupt_while_waiting_loses_nothing(dsn: str) -> None:
 
         helper = threading.Thread(target=queue_behind_then_interrupt, daemon=True)
         helper.start()
-        t0 = time.monotonic()
+        # Interrupted, not timed out: a PoolTimeout would fail this.
         with pytest.raises(KeyboardInterrupt):
             pool.getconn(timeout=60)
-        assert time.monotonic() - t0 < 60
         helper.join(DEADLINE)
         # The interrupted request left the queue; the one behind it remains.
         assert pool.get_stats()["requests_waiting"] == 1
