@@ -26,6 +26,13 @@ The output is formatted with ruff, and starts with a header saying where it
 comes from. ``--check`` regenerates in memory and fails on any difference
 (CI runs it).
 
+Tests generate the same way: a ``tests/**/*_async.py`` holding the line
+``# async_to_sync: source`` generates its twin without ``_async`` (the
+line itself is not copied). Their helpers come in pairs too, from
+tests/fixtures/acompat.py (``aspawn``/``spawn``, ``agather``/``gather``,
+``asleep``/``sleep``...), so that concurrent clients are tasks in the
+async test and threads in the sync one.
+
 Usage: ``python tools/async_to_sync.py [--check] [FILE ...]`` (default:
 every pair in ``PAIRS``).
 """

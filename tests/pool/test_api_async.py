@@ -647,8 +647,8 @@ async def test_open_wait_fills_min_size(dsn: str, app_name: str) -> None:
 async def test_open_in_constructor_warns_like_psycopg_pool(
     dsn: str, ours: type[Any], theirs: type[Any]
 ) -> None:
-    """The async pools warn (RuntimeWarning) about open=True, the sync ones
-    do not: each as psycopg_pool does."""
+    """On the async side the pools warn (RuntimeWarning) about open=True, on
+    the sync side they do not: each as psycopg_pool does."""
     with warnings.catch_warnings(record=True) as reference:
         warnings.simplefilter("always")
         pool = theirs(dsn, open=True)

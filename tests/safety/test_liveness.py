@@ -80,7 +80,7 @@ def test_dead_connections_are_found_without_a_query(dsn: str, app_name: str) -> 
 def restart(server: EmbeddedPostgres, down_for: float = 0.0) -> float:
     """Stop the server (fast shutdown), start it again; return the moment a
     plain connect succeeds again. pg_ctl blocks: it runs off the loop, so
-    a pool's tasks keep running meanwhile."""
+    the pool's tasks (async side) keep running meanwhile."""
     try:
         to_thread(server.stop)
         sleep(down_for)

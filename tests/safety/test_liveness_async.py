@@ -87,7 +87,7 @@ async def test_dead_connections_are_found_without_a_query(dsn: str, app_name: st
 async def restart(server: EmbeddedPostgres, down_for: float = 0.0) -> float:
     """Stop the server (fast shutdown), start it again; return the moment a
     plain connect succeeds again. pg_ctl blocks: it runs off the loop, so
-    an async pool's tasks keep running meanwhile."""
+    the pool's tasks (async side) keep running meanwhile."""
     try:
         await ato_thread(server.stop)
         await asleep(down_for)
