@@ -294,7 +294,7 @@ def test_close_waits_for_nothing_lent_and_closes_idle(
 def test_connection_lent_before_fork_is_closed_quietly_in_the_child(
     dsn: str, app_name: str, pg8000_connect: Any
 ) -> None:
-    """As for ConnectionPool (test_safety_fork): the child may give back a
+    """As for ConnectionPool (tests/safety/test_fork): the child may give back a
     connection its parent lent; the child closes it (its socket points at
     /dev/null) and the parent's session is untouched."""
     with Pool(pg8000_connect, min_size=2, max_size=2) as pool:

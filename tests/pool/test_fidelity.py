@@ -8,8 +8,6 @@ return, reset="discard" with prepared statements and configure's session
 settings. Written once for both pools: the sync tests are generated.
 """
 
-# async_to_sync: source
-
 from __future__ import annotations
 
 import logging
@@ -22,7 +20,7 @@ import psycopg_pool
 import pytest
 
 from ferropool import ConnectionPool, NullConnectionPool, PoolTimeout
-from ferropool.runner.acompat import sleep
+from tests.fixtures.acompat import sleep
 from tests.fixtures.fault_proxy import fault_proxy
 from tests.fixtures.helpers import DEADLINE
 

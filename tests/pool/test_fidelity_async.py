@@ -20,7 +20,7 @@ import psycopg_pool
 import pytest
 
 from ferropool import AsyncConnectionPool, AsyncNullConnectionPool, PoolTimeout
-from ferropool.runner.acompat import asleep
+from tests.fixtures.acompat import asleep
 from tests.fixtures.fault_proxy import fault_proxy
 from tests.fixtures.helpers import DEADLINE
 

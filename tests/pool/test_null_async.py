@@ -17,15 +17,15 @@ import pytest
 
 from ferropool import AsyncNullConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 from ferropool.embedded import free_port
-from tests.fixtures.async_helpers import (
+from tests.fixtures.fault_proxy import fault_proxy
+from tests.fixtures.helpers import DEADLINE
+from tests.fixtures.helpers_async import (
     backend_pid_async,
     count_backends_async,
     queued,
     wait_backends,
     wait_until_async,
 )
-from tests.fixtures.fault_proxy import fault_proxy
-from tests.fixtures.helpers import DEADLINE
 
 pytestmark = pytest.mark.anyio
 

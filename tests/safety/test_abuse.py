@@ -10,8 +10,6 @@ still counted, idle or lent, and the pool serves requests. Written once for
 both pools: the sync tests are generated.
 """
 
-# async_to_sync: source
-
 from __future__ import annotations
 
 import logging
@@ -22,7 +20,7 @@ from typing import Any
 import pytest
 
 from ferropool import ConnectionPool
-from ferropool.runner.acompat import sleep
+from tests.fixtures.acompat import sleep
 from tests.fixtures.helpers import DEADLINE
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ferropool import AsyncConnectionPool
-from ferropool.runner.acompat import asleep
+from tests.fixtures.acompat import asleep
 from tests.fixtures.helpers import DEADLINE
 
 if True:  # ASYNC

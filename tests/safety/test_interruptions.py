@@ -21,6 +21,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -117,7 +118,19 @@ async def test_cancelled_requests_lose_no_connection(dsn: str) -> None:
     )
 
 
+@pytest.fixture
+def python_sigint_handler() -> Iterator[None]:
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test: a Python
+    started in the background by a non-interactive shell ignores SIGINT."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @time_limit(120, 900)
+@pytest.mark.usefixtures("python_sigint_handler")
 def test_ctrl_c_while_borrowing_loses_no_connection(dsn: str) -> None:
     assert threading.current_thread() is threading.main_thread()
     rng = random.Random(4321)
