@@ -243,18 +243,6 @@ async def bounded_request(pool: AsyncConnectionPool[Any]) -> None:
 
 
 @time_limit(120, 300)
-@pytest.mark.xfail(
-    SIDE == "async",
-    strict=True,
-    reason=(
-        "the async keepalive ping has no hard deadline: runner/ping.py's aping wraps "
-        "psycopg's execute in asyncio.wait_for, so at its 5 s deadline psycopg cancels the "
-        "query (a CancelRequest over the dead network, up to 5 s) and then waits up to 5 s "
-        "more before closing; a half-open connection holds the ping and its worker ~15 s "
-        "(the sync ping closes it at 5 s), so within the 10 s hole no half-open connection "
-        "is found and, the workers all pinging, no connect attempt is made"
-    ),
-)
 async def test_black_hole_bounds_every_wait_and_the_pool_recovers(
     scram_server: EmbeddedPostgres, proxy: FaultProxy, app_name: str, secret_watch: SecretWatch
 ) -> None:

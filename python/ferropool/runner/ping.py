@@ -42,24 +42,49 @@ def ping(conn: Any, timeout: float = PING_TIMEOUT) -> None:
 
 
 async def aping(conn: Any, timeout: float = PING_TIMEOUT) -> None:
-    """The async version of `ping`: the empty query with a deadline, in
-    autocommit so that it never leaves a transaction open."""
+    """The async version of `ping`: the same empty query on libpq directly,
+    its socket watched by the running loop, with the same hard deadline.
 
-    async def empty_query() -> None:
-        if conn.autocommit:
-            await conn.execute("")
-            return
-        await conn.set_autocommit(True)
-        try:
-            await conn.execute("")
-        finally:
-            await conn.set_autocommit(False)
+    Not psycopg's `execute`: cancelled at its deadline, that sends a
+    CancelRequest and waits for it, over what may be a dead network, and a
+    half-open connection would hold the ping three times as long."""
+    pgconn = conn.pgconn
+    if pgconn.transaction_status != TransactionStatus.IDLE:
+        raise e.OperationalError("connection not idle: cannot ping")
+    deadline = monotonic() + timeout
+    fd = pgconn.socket
+    pgconn.send_query(b"")
+    while pgconn.flush():
+        await _await(fd, deadline, write=True, conn=conn)
+    while True:
+        pgconn.consume_input()
+        if not pgconn.is_busy():
+            break
+        await _await(fd, deadline, write=False, conn=conn)
+    _check_results(pgconn)
 
+
+async def _await(fd: int, deadline: float, *, write: bool, conn: Any) -> None:
+    """Wait on the loop for *fd* to be writable (or readable) until *deadline*;
+    past it, close the connection (its state is unknown) and raise."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    watch, unwatch = (
+        (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
+    )
+    watch(fd, lambda: None if ready.done() else ready.set_result(None))
     try:
-        await asyncio.wait_for(empty_query(), timeout)
-    except asyncio.TimeoutError:
-        await conn.close()
-        raise e.OperationalError(f"ping: no answer within {timeout} s") from None
+        left = deadline - monotonic()
+        if left > 0:
+            try:
+                await asyncio.wait_for(ready, left)
+                return
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        unwatch(fd)
+    conn.pgconn.finish()
+    raise e.OperationalError("ping: no answer from the server in time")
 
 
 def _wait(fd: int, deadline: float, *, write: bool, conn: Any) -> None:
