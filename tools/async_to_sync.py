@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # (async source, generated sync module), relative to the repository root.
 PAIRS: list[tuple[str, str]] = [
+    ("python/ferropool/runner/ping_async.py", "python/ferropool/runner/ping.py"),
     ("python/ferropool/runner/driver_async.py", "python/ferropool/runner/driver.py"),
     (
         "python/ferropool/runner/psycopg_driver_async.py",
@@ -90,6 +91,7 @@ NAMES: dict[str, str] = {
     "runner_async": "runner",
     "workers_async": "workers",
     "driver_async": "driver",
+    "ping_async": "ping",
     "psycopg_driver_async": "psycopg_driver",
     "context_async": "context",
     "scope_async": "scope",

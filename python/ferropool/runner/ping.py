@@ -1,3 +1,5 @@
+# Generated from ping_async.py by tools/async_to_sync.py: do not edit.
+# Change the async source and run `python tools/async_to_sync.py`.
 """A bounded ping: one empty query, with a deadline.
 
 psycopg's own calls wait for the server without a time limit, so a ping on
@@ -6,11 +8,11 @@ until TCP keepalives give up. These pings drive libpq directly with a
 deadline; on timeout the connection is closed (its state is unknown) and
 the caller replaces it. Only used on connections the pool owns at that
 moment (lent to itself for validation), so nothing else touches them.
+Written once for the sync and the pools (tools/async_to_sync.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import select
 from time import monotonic
 from typing import Any
@@ -24,7 +26,11 @@ PING_TIMEOUT = 5.0
 
 def ping(conn: Any, timeout: float = PING_TIMEOUT) -> None:
     """Send an empty query and wait for its answer; raise if the server
-    does not answer correctly within *timeout* seconds."""
+    does not answer correctly within *timeout* seconds.
+
+    On libpq directly, not psycopg's `execute`: that has no deadline, and
+    cancelled at one (async) it sends a CancelRequest and waits for it, over
+    what may be a dead network."""
     pgconn = conn.pgconn
     if pgconn.transaction_status != TransactionStatus.IDLE:
         raise e.OperationalError("connection not idle: cannot ping")
@@ -41,59 +47,15 @@ def ping(conn: Any, timeout: float = PING_TIMEOUT) -> None:
     _check_results(pgconn)
 
 
-async def aping(conn: Any, timeout: float = PING_TIMEOUT) -> None:
-    """The async version of `ping`: the same empty query on libpq directly,
-    its socket watched by the running loop, with the same hard deadline.
-
-    Not psycopg's `execute`: cancelled at its deadline, that sends a
-    CancelRequest and waits for it, over what may be a dead network, and a
-    half-open connection would hold the ping three times as long."""
-    pgconn = conn.pgconn
-    if pgconn.transaction_status != TransactionStatus.IDLE:
-        raise e.OperationalError("connection not idle: cannot ping")
-    deadline = monotonic() + timeout
-    fd = pgconn.socket
-    pgconn.send_query(b"")
-    while pgconn.flush():
-        await _await(fd, deadline, write=True, conn=conn)
-    while True:
-        pgconn.consume_input()
-        if not pgconn.is_busy():
-            break
-        await _await(fd, deadline, write=False, conn=conn)
-    _check_results(pgconn)
-
-
-async def _await(fd: int, deadline: float, *, write: bool, conn: Any) -> None:
-    """Wait on the loop for *fd* to be writable (or readable) until *deadline*;
-    past it, close the connection (its state is unknown) and raise."""
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    watch, unwatch = (
-        (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
-    )
-    watch(fd, lambda: None if ready.done() else ready.set_result(None))
-    try:
-        left = deadline - monotonic()
-        if left > 0:
-            try:
-                await asyncio.wait_for(ready, left)
-                return
-            except asyncio.TimeoutError:
-                pass
-    finally:
-        unwatch(fd)
-    conn.pgconn.finish()
-    raise e.OperationalError("ping: no answer from the server in time")
-
-
 def _wait(fd: int, deadline: float, *, write: bool, conn: Any) -> None:
+    """Wait for *fd* to be writable (or readable) until *deadline*; past it,
+    close the connection (its state is unknown) and raise."""
     left = deadline - monotonic()
     if left > 0:
         r, w, _ = select.select([] if write else [fd], [fd] if write else [], [], left)
         if r or w:
             return
-    conn.close()
+    conn.pgconn.finish()
     raise e.OperationalError("ping: no answer from the server in time")
 
 

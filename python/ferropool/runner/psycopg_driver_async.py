@@ -26,7 +26,7 @@ from ..sizing import CONNECT_TIMEOUT, ServerBudget, aread_budget
 from .acompat import amaybe
 from .compat import ConnectionTimeout
 from .failover import is_failover_message
-from .ping import aping
+from .ping_async import aping
 from .secrets import secrets_of
 from .status import Status
 
