@@ -30,8 +30,8 @@ from ferropool import (
     NullConnectionPool,
 )
 from ferropool.adapters.dbapi import Pool as DbapiPool
-from tests.fixtures.async_helpers import queued
 from tests.fixtures.helpers import DEADLINE, wait_until
+from tests.fixtures.helpers_async import queued
 
 NAMES = ["PoolTimeout", "PoolClosed", "TooManyRequests"]
 

@@ -32,8 +32,8 @@ from ferropool import (
     NullConnectionPool,
 )
 from ferropool.adapters.dbapi import Pool as DbapiPool
-from tests.fixtures.async_helpers import queued
 from tests.fixtures.helpers import DEADLINE, backend_pid, wait_until
+from tests.fixtures.helpers_async import queued
 
 INF = math.inf
 SYNC_POOLS = [ConnectionPool, NullConnectionPool]
