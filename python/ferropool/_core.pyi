@@ -200,9 +200,15 @@ class Core:
         """Report *conn*, opened on a CREATE *ticket* in *took* seconds, with
         its socket *fd*. False if the pool no longer wants it (closed, or the
         ticket is from before a fork): the caller closes it."""
-    def connect_failed(self, ticket: Ticket, message: str) -> ConnectOutcome:
+    def connect_failed(
+        self, ticket: Ticket, message: str, permanent: bool = False
+    ) -> ConnectOutcome:
         """Report a failed attempt on *ticket* (*message* free of secrets):
-        what follows it."""
+        what follows it. *permanent*: the error will come back however soon
+        the attempt is retried (a wrong password, an unknown role or
+        database, an invalid option), so retries back off from 1 s doubling
+        to 60 s instead of from 50 ms to 400 ms. A success resets the
+        backoff; either way the pool gives up after reconnect_timeout."""
     def connected_to_caller(
         self, ticket: Ticket, conn: Any, took: float, fd: int | None = None
     ) -> bool:
