@@ -58,7 +58,8 @@ from typing import Any, TypedDict, cast
 import psycopg
 from typing_extensions import Self
 
-from .context import ConnectionContext, end_block
+from . import _core
+from .context import end_block
 from .errors import PoolTimeout
 from .pgbouncer import PGBOUNCER_TRANSACTION, POSTGRESQL, transaction_safe
 from .pool import ConnectionPool
@@ -383,7 +384,7 @@ class RoutingPool(_Routing):
 
     def connection(
         self, timeout: float | None = None, *, readonly: bool = False
-    ) -> ConnectionContext[Any] | RoutedContext:
+    ) -> _core.Block[Any] | RoutedContext:
         """Lend a connection for a block: from the writer, or with
         *readonly* from a healthy reader (the writer if none is).
         Commits on success, rolls back on error, as `ConnectionPool`."""

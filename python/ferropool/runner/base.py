@@ -100,6 +100,8 @@ class RunnerBase(Generic[C]):
             or self.leases is not None
         )
         self.fast_checkin = s.reset is None and s.hooks.on_checkin is None and self.leases is None
+        # The pools' hot path (in Rust) reads these from the core.
+        self.core.set_fast_path(self.slow_checkout, not self.fast_checkin)
 
     # ---- state ----------------------------------------------------------------
 
