@@ -36,7 +36,6 @@ use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
-use pyo3::{PyTraverseError, PyVisit};
 
 use crate::errors::to_py;
 use crate::pool::{key, Core, SLOW_CHECKIN, SLOW_CHECKOUT};
@@ -165,7 +164,13 @@ impl Lending {
     /// The fast path of putconn(conn): `Err` from the marker check (not
     /// lent by this pool: the runner's ValueError), else see `GiveBack`.
     #[inline]
-    fn give_back(&self, pool: &Bound<'_, PyAny>, conn: &Bound<'_, PyAny>) -> PyResult<GiveBack> {
+    /// `known_idle`: the caller already read the status (a block's exit).
+    fn give_back(
+        &self,
+        pool: &Bound<'_, PyAny>,
+        conn: &Bound<'_, PyAny>,
+        known_idle: bool,
+    ) -> PyResult<GiveBack> {
         let py = pool.py();
         let core = self.core()?;
         let ours = conn
@@ -181,7 +186,7 @@ impl Lending {
         if self.flags() & CLOSE_RETURNS != 0 || core.slow_bits() & SLOW_CHECKIN != 0 {
             return Ok(GiveBack::Slow);
         }
-        if !is_idle(conn) {
+        if !known_idle && !is_idle(conn) {
             return Ok(GiveBack::Slow);
         }
         let ptr = conn.as_ptr();
@@ -223,7 +228,7 @@ impl Lending {
         is_async: bool,
     ) -> PyResult<Py<PyAny>> {
         let py = pool.py();
-        let rest = match self.give_back(pool, conn)? {
+        let rest = match self.give_back(pool, conn, false)? {
             GiveBack::Kept => return Ok(self.finished(py, is_async)),
             GiveBack::Slow => pool.call_method1(intern!(py, "_putconn_slow"), (conn,))?,
             GiveBack::Retired(reason) => self
@@ -412,6 +417,13 @@ lender_methods!(
 );
 
 /// One block's state, the same for sync and async blocks.
+///
+/// Blocks (and `Ready`) are not tracked by Python's cycle collector: a
+/// block allocated per `with` would otherwise cost a collector link and
+/// unlink, and count towards generation-0 collections, on the hot path.
+/// A block is in a reference cycle only while a close_returns pool's
+/// connection is lent to it (the connection notes its block); returning the
+/// connection breaks the cycle.
 struct BlockState {
     pool: Py<PyAny>,
     timeout: Option<Py<PyAny>>,
@@ -513,7 +525,7 @@ impl BlockState {
         let pool = self.pool.bind(py);
         if exc_val.is_none() && lending.flags() == 0 && is_idle(&conn) {
             // Nothing to commit: the block's connection goes straight back.
-            let rest = lending.give_back(pool, &conn);
+            let rest = lending.give_back(pool, &conn, true);
             self.release();
             let runner = lending.runner(py)?;
             let rest = match rest? {
@@ -531,19 +543,6 @@ impl BlockState {
             self.release();
         }
         Ok(Some(rest?.unbind()))
-    }
-
-    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.pool)?;
-        if let Some(t) = &self.timeout {
-            visit.call(t)?;
-        }
-        if let Ok(conn) = self.conn.try_lock() {
-            if let Some(c) = conn.as_ref() {
-                visit.call(c)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -595,15 +594,6 @@ impl Block {
     /// Slow path: the block is free to enter again.
     fn _release(&self) {
         self.state.release();
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.lender)?;
-        self.state.traverse(&visit)
-    }
-
-    fn __clear__(&self) {
-        self.state.hold(None);
     }
 }
 
@@ -659,15 +649,6 @@ impl AsyncBlock {
     fn _release(&self) {
         self.state.release();
     }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.lender)?;
-        self.state.traverse(&visit)
-    }
-
-    fn __clear__(&self) {
-        self.state.hold(None);
-    }
 }
 
 /// An awaitable that is already done: awaiting it gives `value` at once,
@@ -695,21 +676,12 @@ impl Ready {
 
     /// Done at once: StopIteration carrying the value.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        match &self.value {
-            // A value that is not a tuple is raised as is, which spares
-            // CPython (before 3.12) building the exception object.
-            Some(v) if v.bind(py).is_instance_of::<PyTuple>() => {
-                Err(PyStopIteration::new_err((v.clone_ref(py),)))
-            }
-            Some(v) => Err(PyStopIteration::new_err(v.clone_ref(py))),
-            None => Ok(None),
+        let Some(value) = &self.value else {
+            return Ok(None);
+        };
+        if value.bind(py).is_instance_of::<PyTuple>() {
+            return Err(PyStopIteration::new_err((value.clone_ref(py),)));
         }
-    }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(v) = &self.value {
-            visit.call(v)?;
-        }
-        Ok(())
+        Err(PyStopIteration::new_err(value.clone_ref(py)))
     }
 }
