@@ -120,9 +120,17 @@ impl Lending {
         }
     }
 
-    fn bind(&self, py: Python<'_>, core: Py<Core>, runner: Py<PyAny>, overridden: bool) -> PyResult<()> {
+    fn bind(
+        &self,
+        py: Python<'_>,
+        core: Py<Core>,
+        runner: Py<PyAny>,
+        overridden: bool,
+    ) -> PyResult<()> {
         if self.core.set(core).is_err() || self.runner.set(runner).is_err() {
-            return Err(PyRuntimeError::new_err("this pool is already bound to its core"));
+            return Err(PyRuntimeError::new_err(
+                "this pool is already bound to its core",
+            ));
         }
         let _ = self.done.set(Py::new(py, Ready { value: None })?);
         self.set_flag(OVERRIDDEN, overridden);
@@ -155,7 +163,9 @@ impl Lending {
         if let Err(e) = conn.bind(py).setattr(intern!(py, "_pool"), pool) {
             // Not markable (not a psycopg connection?): never lost.
             let ptr = conn.as_ptr();
-            let _ = core.pool().checkin(key(conn.bind(py)), |c| c.as_ptr() == ptr);
+            let _ = core
+                .pool()
+                .checkin(key(conn.bind(py)), |c| c.as_ptr() == ptr);
             return Err(e);
         }
         Ok(Lend::Lent(conn))
@@ -179,7 +189,8 @@ impl Lending {
             .flatten()
             .is_some_and(|p| p.is(pool));
         if !ours {
-            self.runner(py)?.call_method1(intern!(py, "refuse"), (conn,))?;
+            self.runner(py)?
+                .call_method1(intern!(py, "refuse"), (conn,))?;
             return Err(PyRuntimeError::new_err("refuse() returned"));
         }
         conn.setattr(intern!(py, "_pool"), py.None())?;
@@ -190,11 +201,13 @@ impl Lending {
             return Ok(GiveBack::Slow);
         }
         let ptr = conn.as_ptr();
-        Ok(match core.pool().checkin(key(conn), |c| c.as_ptr() == ptr) {
-            Ok(Checkin::Kept) => GiveBack::Kept,
-            Ok(Checkin::Close(_, reason)) => GiveBack::Retired(reason.as_str()),
-            Err(_) => GiveBack::NotLent,
-        })
+        Ok(
+            match core.pool().checkin(key(conn), |c| c.as_ptr() == ptr) {
+                Ok(Checkin::Kept) => GiveBack::Kept,
+                Ok(Checkin::Close(_, reason)) => GiveBack::Retired(reason.as_str()),
+                Err(_) => GiveBack::NotLent,
+            },
+        )
     }
 
     /// Carry out a borrow: the connection (sync), or what to await (async:
@@ -341,7 +354,7 @@ macro_rules! lender_methods {
     };
 }
 
-lender_methods!(
+lender_methods! {
     Lender,
     /// Borrow a connection; give it back with `putconn()`.
     ///
@@ -379,9 +392,9 @@ lender_methods!(
             },
         )
     }
-);
+}
 
-lender_methods!(
+lender_methods! {
     AsyncLender,
     /// The fast path of getconn(): an awaitable giving the connection.
     #[pyo3(signature = (timeout = None))]
@@ -414,7 +427,7 @@ lender_methods!(
             },
         )
     }
-);
+}
 
 /// One block's state, the same for sync and async blocks.
 ///
@@ -453,7 +466,10 @@ impl BlockState {
     }
 
     fn hold(&self, conn: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
-        std::mem::replace(&mut *self.conn.lock().unwrap_or_else(|p| p.into_inner()), conn)
+        std::mem::replace(
+            &mut *self.conn.lock().unwrap_or_else(|p| p.into_inner()),
+            conn,
+        )
     }
 
     fn release(&self) {
@@ -492,13 +508,11 @@ impl BlockState {
                 None
             };
             let (conn, checked) = match checked {
-                Some(conn) => (conn.map_or_else(|| py.None(), |c| c), true),
+                Some(conn) => (conn.unwrap_or_else(|| py.None()), true),
                 None => (py.None(), false),
             };
-            let got = pool.call_method1(
-                intern!(py, "_enter_block"),
-                (block, timeout, checked, conn),
-            )?;
+            let got =
+                pool.call_method1(intern!(py, "_enter_block"), (block, timeout, checked, conn))?;
             Ok(Entered::Slow(got.unbind()))
         })();
         if result.is_err() {
