@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any, ClassVar, Final, Generic, TypeVar, final
 
-from typing_extensions import Self
+from typing_extensions import Self, disjoint_base
 
 __all__ = [
     "MAX_POOL_SIZE",
@@ -27,8 +27,8 @@ __all__ = [
     "Waiting",
 ]
 
-C = TypeVar("C")
-T = TypeVar("T")
+_C = TypeVar("_C")
+_T = TypeVar("_T")
 
 MAX_POOL_SIZE: Final[int]
 """The largest max_size the core accepts."""
@@ -311,7 +311,8 @@ class Core:
     def last_connect_error(self) -> str | None:
         """The last error met opening a connection, since the last success."""
 
-class Lender(Generic[C]):
+@disjoint_base
+class Lender(Generic[_C]):
     """The native base of ``ConnectionPool``: getconn, putconn and
     connection() in Rust. A borrow of an idle connection and its return are
     one call each; anything more comes back to the subclass's
@@ -333,15 +334,15 @@ class Lender(Generic[C]):
         of closing it (psycopg reads this)."""
     @close_returns.setter
     def close_returns(self, value: bool) -> None: ...
-    def getconn(self, timeout: float | None = None) -> C:
+    def getconn(self, timeout: float | None = None) -> _C:
         """Borrow a connection; give it back with `putconn()`.
 
         Prefer `connection()`. Waits up to *timeout* (or `self.timeout`)
         seconds, raising PoolTimeout.
         """
-    def putconn(self, conn: C) -> None:
+    def putconn(self, conn: _C) -> None:
         """Give back a connection borrowed with `getconn()`."""
-    def connection(self, timeout: float | None = None) -> Block[C]:
+    def connection(self, timeout: float | None = None) -> Block[_C]:
         """Context manager lending a connection for the duration of a block.
 
         Waits up to *timeout* (or `self.timeout`) seconds, raising
@@ -350,7 +351,8 @@ class Lender(Generic[C]):
         if it is broken).
         """
 
-class AsyncLender(Generic[C]):
+@disjoint_base
+class AsyncLender(Generic[_C]):
     """The native base of ``AsyncConnectionPool``: connection() and the fast
     path of getconn and putconn (``_getconn``, ``_putconn``), returning
     awaitables (already done when the fast path did everything)."""
@@ -370,11 +372,11 @@ class AsyncLender(Generic[C]):
         of closing it (psycopg reads this)."""
     @close_returns.setter
     def close_returns(self, value: bool) -> None: ...
-    def _getconn(self, timeout: float | None = None) -> Awaitable[C]:
+    def _getconn(self, timeout: float | None = None) -> Awaitable[_C]:
         """The fast path of getconn(): an awaitable giving the connection."""
-    def _putconn(self, conn: C) -> Awaitable[None]:
+    def _putconn(self, conn: _C) -> Awaitable[None]:
         """The fast path of putconn(): an awaitable finishing the return."""
-    def connection(self, timeout: float | None = None) -> AsyncBlock[C]:
+    def connection(self, timeout: float | None = None) -> AsyncBlock[_C]:
         """Context manager lending a connection for the duration of a block.
 
         Waits up to *timeout* (or `self.timeout`) seconds, raising
@@ -384,7 +386,7 @@ class AsyncLender(Generic[C]):
         """
 
 @final
-class Block(Generic[C]):
+class Block(Generic[_C]):
     """What ``ConnectionPool.connection()`` returns: a connection lent for
     one ``with`` block, committed (or rolled back if the block raised) and
     given back at its end. One entry at a time: entering it again before it
@@ -392,44 +394,44 @@ class Block(Generic[C]):
 
     @classmethod
     def __class_getitem__(cls, _item: Any) -> type[Self]: ...
-    def __enter__(self) -> C: ...
+    def __enter__(self) -> _C: ...
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None: ...
-    def _hold(self, conn: C) -> None:
+    def _hold(self, conn: _C) -> None:
         """Slow path: the block now holds *conn*."""
     def _release(self) -> None:
         """Slow path: the block is free to enter again."""
 
 @final
-class AsyncBlock(Generic[C]):
+class AsyncBlock(Generic[_C]):
     """What ``AsyncConnectionPool.connection()`` returns: a connection lent
     for one ``async with`` block. On the fast path its entry and exit
     return awaitables that are already done."""
 
     @classmethod
     def __class_getitem__(cls, _item: Any) -> type[Self]: ...
-    def __aenter__(self) -> Awaitable[C]: ...
+    def __aenter__(self) -> Awaitable[_C]: ...
     def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> Awaitable[None]: ...
-    def _hold(self, conn: C) -> None:
+    def _hold(self, conn: _C) -> None:
         """Slow path: the block now holds *conn*."""
     def _release(self) -> None:
         """Slow path: the block is free to enter again."""
 
 @final
-class Ready(Generic[T]):
+class Ready(Generic[_T]):
     """An awaitable that is already done: awaiting it gives its value at
     once, without a trip through the event loop."""
 
-    def __await__(self) -> Generator[Any, None, T]: ...
-    def __iter__(self) -> Generator[Any, None, T]: ...
+    def __await__(self) -> Generator[Any, None, _T]: ...
+    def __iter__(self) -> Generator[Any, None, _T]: ...
     def __next__(self) -> Any:
         """Done at once: StopIteration carrying the value."""

@@ -268,7 +268,8 @@ class ConnectionPool(PoolBase, _core.Lender[CT], Generic[CT]):
         self, block: _core.Block[CT], timeout: float | None, checked: bool, conn: CT | None
     ) -> CT:
         """A connection() block's entry off the fast path (see enter_block)."""
-        return enter_block(self, self._runner, block, timeout, checked, conn)
+        lent: CT = enter_block(self, self._runner, block, timeout, checked, conn)
+        return lent
 
     def _exit_block(self, block: _core.Block[CT], conn: CT, exc: BaseException | None) -> None:
         """A connection() block's exit off the fast path (see exit_block)."""

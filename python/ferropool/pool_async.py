@@ -301,7 +301,8 @@ class AsyncConnectionPool(PoolBase, _core.AsyncLender[ACT], Generic[ACT]):
         self, block: _core.AsyncBlock[ACT], timeout: float | None, checked: bool, conn: ACT | None
     ) -> ACT:
         """A connection() block's entry off the fast path (see enter_block)."""
-        return await enter_block(self, self._runner, block, timeout, checked, conn)
+        lent: ACT = await enter_block(self, self._runner, block, timeout, checked, conn)
+        return lent
 
     async def _exit_block(
         self, block: _core.AsyncBlock[ACT], conn: ACT, exc: BaseException | None
