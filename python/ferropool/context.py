@@ -114,10 +114,7 @@ def enter_block(
     fast path already *checked* the core out (getting *conn*, or None: wait),
     through the runner. The block is freed again if this fails."""
     try:
-        if checked:
-            conn = runner.getconn(conn, timeout)
-        else:
-            conn = pool.getconn(timeout)
+        conn = runner.getconn(conn, timeout) if checked else pool.getconn(timeout)
     except BaseException:
         block._release()
         raise

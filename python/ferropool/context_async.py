@@ -112,10 +112,7 @@ async def enter_block(
     fast path already *checked* the core out (getting *conn*, or None: wait),
     through the runner. The block is freed again if this fails."""
     try:
-        if checked:
-            conn = await runner.getconn(conn, timeout)
-        else:
-            conn = await pool.getconn(timeout)
+        conn = await (runner.getconn(conn, timeout) if checked else pool.getconn(timeout))
     except BaseException:
         block._release()
         raise

@@ -7,11 +7,11 @@ psycopg_pool's parameters (and ferropool's own), and the hot path, a
 checkout or a return of a healthy idle connection and the ``connection()``
 block around them, runs in Rust, in the native base class
 ``_core.Lender``: one call into Rust each way, which also sets the
-``conn._pool`` marker psycopg expects and reads the transaction status. Whatever needs more (waiting,
-checks, hooks, leak tracking, rollback, reset, closing, close_returns,
-maintenance, a subclass's own getconn/putconn) comes back to this class's
-``_*_slow`` and ``_*_block`` methods and the runner. The sync
-ConnectionPool is generated from this module.
+``conn._pool`` marker psycopg expects and reads the transaction status.
+Whatever needs more (waiting, checks, hooks, leak tracking, rollback,
+reset, closing, close_returns, maintenance, a subclass's own
+getconn/putconn) comes back to this class's ``_*_slow`` and ``_*_block``
+methods and the runner. The sync ConnectionPool is generated from this module.
 
 A request that has to wait queues in the core and is woken by the handoff
 itself, never by polling; cancellation is safe at every await. The pool
