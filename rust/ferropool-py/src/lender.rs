@@ -450,8 +450,8 @@ struct BlockState {
 /// What a block's entry did.
 enum Entered {
     Lent(Py<PyAny>),
-    /// The pool's `_enter_block(block, timeout, checked)` result: the
-    /// connection (sync) or a coroutine giving it (async).
+    /// The pool's `_enter_block(block, timeout, checked, conn)` result:
+    /// the connection (sync) or a coroutine giving it (async).
     Slow(Py<PyAny>),
 }
 
