@@ -10,6 +10,7 @@ a throwaway one with trust authentication is started.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -58,6 +59,17 @@ def contention_pool(bench_dsn: str, pool_kind: PoolKind) -> Iterator[Pool]:
     """An open pool of 16 ready connections, of each kind in turn."""
     with open_pool(pool_kind, bench_dsn, CONTENTION_CONNECTIONS) as pool:
         yield pool
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A loop of the benchmark's own: an async pool opens on it, every call runs on it."""
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 @dataclass(frozen=True)
@@ -130,7 +142,9 @@ def _ratio_line(label: str, slow: _Measured, fast: _Measured, target: float | No
 
 # What ferropool's async pool should reach (psycopg_pool time over ferropool's);
 # shown, never asserted. Keyed like test_async.py's groups.
-ASYNC_TARGETS = {"async connection() block": 3.0, "async: 1000 tasks, 16 connections": 1.0}
+# (The async connection() block is a micro benchmark: its target is in
+# bench_config.TARGETS, its ratio in the summary above.)
+ASYNC_TARGETS = {"async: 1000 tasks, 16 connections": 1.0}
 _ASYNC_WAITS = pytest.StashKey[dict[tuple[str, str], float]]()
 
 

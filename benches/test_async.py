@@ -1,12 +1,10 @@
 """The async pools against psycopg_pool's, in the same run, on one event loop.
 
-Two groups, each with ferropool.AsyncConnectionPool and
-psycopg_pool.AsyncConnectionPool doing the same thing on the same server:
+ferropool.AsyncConnectionPool and psycopg_pool.AsyncConnectionPool doing the
+same thing on the same server (the cost of the pool itself, an empty
+``async with pool.connection():`` block, is a micro benchmark: see
+test_micro.py, which uses this module's helpers):
 
-- ``async connection() block``: one task, an idle pool of 4, empty
-  ``async with pool.connection():`` blocks; a benchmarked call runs
-  ASYNC_OPS_PER_CALL of them, so the cost of driving the loop for a call is
-  spread thin. The cost of the pool itself.
 - ``async: 1000 tasks, 16 connections``: a benchmarked call is one batch in
   which TASKS tasks each run SELECTS_PER_TASK ``select 1`` blocks on a pool
   of 16; it ends when the last task is done. Each block's wait, from asking
@@ -31,14 +29,11 @@ import pytest
 import ferropool
 from ferropool.cli.contenders import FERROPOOL, PSYCOPG_POOL
 
-ASYNC_OPS_PER_CALL = 1_000
-ASYNC_MICRO_POOL_SIZE = 4
 TASKS = 1_000
 CONNECTIONS = 16
 SELECTS_PER_TASK = 5
 ROUNDS = 7
 
-GROUP_ASYNC_BLOCK = "async connection() block"
 GROUP_ASYNC_TASKS = f"async: {TASKS} tasks, {CONNECTIONS} connections"
 KINDS = [FERROPOOL, PSYCOPG_POOL]
 
@@ -46,17 +41,6 @@ _POOL_CLASSES: dict[str, Any] = {
     FERROPOOL: ferropool.AsyncConnectionPool,
     PSYCOPG_POOL: psycopg_pool.AsyncConnectionPool,
 }
-
-
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """A loop of the benchmark's own: the pool opens on it, every call runs on it."""
-    loop = asyncio.new_event_loop()
-    try:
-        yield loop
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 @asynccontextmanager
@@ -81,27 +65,6 @@ def pool_on(loop: asyncio.AbstractEventLoop, kind: str, conninfo: str, size: int
         yield pool
     finally:
         loop.run_until_complete(manager.__aexit__(None, None, None))
-
-
-async def connection_blocks(pool: Any, n: int) -> None:
-    connection = pool.connection
-    for _ in range(n):
-        async with connection():
-            pass
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.benchmark(group=GROUP_ASYNC_BLOCK, warmup=True)
-def test_async_connection_block(
-    benchmark: Any, bench_dsn: str, loop: asyncio.AbstractEventLoop, kind: str
-) -> None:
-    benchmark.extra_info.update(pool=kind, threads=1, ops_per_call=ASYNC_OPS_PER_CALL)
-    with pool_on(loop, kind, bench_dsn, ASYNC_MICRO_POOL_SIZE) as pool:
-
-        def call() -> None:
-            loop.run_until_complete(connection_blocks(pool, ASYNC_OPS_PER_CALL))
-
-        benchmark(call)
 
 
 async def select_one_batch(pool: Any, waits: list[float]) -> int:

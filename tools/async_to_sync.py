@@ -75,6 +75,8 @@ NAMES: dict[str, str] = {
     "AsyncRoutingPool": "RoutingPool",
     "AsyncRoutedContext": "RoutedContext",
     "AsyncConnectionContext": "ConnectionContext",
+    "AsyncLender": "Lender",
+    "AsyncBlock": "Block",
     "AsyncRunner": "Runner",
     "AsyncWorkers": "Workers",
     "AsyncDriver": "Driver",

@@ -5,21 +5,30 @@ ferropool._core``: every name, signature and property here exists there,
 and nothing public there is missing here.
 """
 
-from collections.abc import Callable
-from typing import Any, ClassVar, Final, final
+from collections.abc import Awaitable, Callable, Generator
+from types import TracebackType
+from typing import Any, ClassVar, Final, Generic, TypeVar, final
 
-from typing_extensions import Self
+from typing_extensions import Self, disjoint_base
 
 __all__ = [
     "MAX_POOL_SIZE",
     "Action",
     "ActionKind",
+    "AsyncBlock",
+    "AsyncLender",
+    "Block",
     "ConnectOutcome",
     "Core",
     "Leak",
+    "Lender",
+    "Ready",
     "Ticket",
     "Waiting",
 ]
+
+_C = TypeVar("_C")
+_T = TypeVar("_T")
 
 MAX_POOL_SIZE: Final[int]
 """The largest max_size the core accepts."""
@@ -157,6 +166,15 @@ class Core:
         """Start accepting requests; min_size connections are queued for the
         workers to open, and the hang-up watch starts. PoolClosed if the
         pool was closed."""
+    def set_fast_path(self, slow_checkout: bool, slow_checkin: bool) -> None:
+        """Which borrows take the runner's slow path: a checkout when
+        *slow_checkout* (a check, an on_checkout hook, leak tracking, an
+        implicit open), a return when *slow_checkin* (a reset, an
+        on_checkin hook, leak tracking). Read by the pools' hot path
+        (Lender, AsyncLender) without a Python attribute lookup."""
+    @property
+    def fast_path(self) -> tuple[bool, bool]:
+        """The flags set by set_fast_path(), as (slow_checkout, slow_checkin)."""
     def checkout(self) -> Any | None:
         """Fast path: an idle connection, or None if the request must wait
         (nothing idle, someone queued, a pause, a null pool)."""
@@ -200,9 +218,15 @@ class Core:
         """Report *conn*, opened on a CREATE *ticket* in *took* seconds, with
         its socket *fd*. False if the pool no longer wants it (closed, or the
         ticket is from before a fork): the caller closes it."""
-    def connect_failed(self, ticket: Ticket, message: str) -> ConnectOutcome:
+    def connect_failed(
+        self, ticket: Ticket, message: str, permanent: bool = False
+    ) -> ConnectOutcome:
         """Report a failed attempt on *ticket* (*message* free of secrets):
-        what follows it."""
+        what follows it. *permanent*: the error will come back however soon
+        the attempt is retried (a wrong password, an unknown role or
+        database, an invalid option), so retries back off from 1 s doubling
+        to 60 s instead of from 50 ms to 400 ms. A success resets the
+        backoff; either way the pool gives up after reconnect_timeout."""
     def connected_to_caller(
         self, ticket: Ticket, conn: Any, took: float, fd: int | None = None
     ) -> bool:
@@ -286,3 +310,128 @@ class Core:
     @property
     def last_connect_error(self) -> str | None:
         """The last error met opening a connection, since the last success."""
+
+@disjoint_base
+class Lender(Generic[_C]):
+    """The native base of ``ConnectionPool``: getconn, putconn and
+    connection() in Rust. A borrow of an idle connection and its return are
+    one call each; anything more comes back to the subclass's
+    ``_getconn_slow``, ``_putconn_slow``, ``_enter_block`` and
+    ``_exit_block`` and to the runner bound with ``_bind``."""
+
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> Self:
+        """Accepts (and ignores) the subclass's constructor arguments."""
+    @classmethod
+    def __class_getitem__(cls, _item: Any) -> type[Self]:
+        """Subscripting the class (for type checkers) gives the class."""
+    def _bind(self, core: Core, runner: Any, overridden: bool) -> None:
+        """Bind the pool to its *core* and *runner* (the slow path);
+        *overridden*: its class overrides getconn or putconn, so blocks call
+        them. Once, from the subclass's __init__."""
+    @property
+    def close_returns(self) -> bool:
+        """True: a connection's close() gives it back to the pool instead
+        of closing it (psycopg reads this)."""
+    @close_returns.setter
+    def close_returns(self, value: bool) -> None: ...
+    def getconn(self, timeout: float | None = None) -> _C:
+        """Borrow a connection; give it back with `putconn()`.
+
+        Prefer `connection()`. Waits up to *timeout* (or `self.timeout`)
+        seconds, raising PoolTimeout.
+        """
+    def putconn(self, conn: _C) -> None:
+        """Give back a connection borrowed with `getconn()`."""
+    def connection(self, timeout: float | None = None) -> Block[_C]:
+        """Context manager lending a connection for the duration of a block.
+
+        Waits up to *timeout* (or `self.timeout`) seconds, raising
+        PoolTimeout. On exit the transaction is committed, or rolled back if
+        the block raised, and the connection goes back to the pool (replaced
+        if it is broken).
+        """
+
+@disjoint_base
+class AsyncLender(Generic[_C]):
+    """The native base of ``AsyncConnectionPool``: connection() and the fast
+    path of getconn and putconn (``_getconn``, ``_putconn``), returning
+    awaitables (already done when the fast path did everything)."""
+
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> Self:
+        """Accepts (and ignores) the subclass's constructor arguments."""
+    @classmethod
+    def __class_getitem__(cls, _item: Any) -> type[Self]:
+        """Subscripting the class (for type checkers) gives the class."""
+    def _bind(self, core: Core, runner: Any, overridden: bool) -> None:
+        """Bind the pool to its *core* and *runner* (the slow path);
+        *overridden*: its class overrides getconn or putconn, so blocks call
+        them. Once, from the subclass's __init__."""
+    @property
+    def close_returns(self) -> bool:
+        """True: a connection's close() gives it back to the pool instead
+        of closing it (psycopg reads this)."""
+    @close_returns.setter
+    def close_returns(self, value: bool) -> None: ...
+    def _getconn(self, timeout: float | None = None) -> Awaitable[_C]:
+        """The fast path of getconn(): an awaitable giving the connection."""
+    def _putconn(self, conn: _C) -> Awaitable[None]:
+        """The fast path of putconn(): an awaitable finishing the return."""
+    def connection(self, timeout: float | None = None) -> AsyncBlock[_C]:
+        """Context manager lending a connection for the duration of a block.
+
+        Waits up to *timeout* (or `self.timeout`) seconds, raising
+        PoolTimeout. On exit the transaction is committed, or rolled back if
+        the block raised, and the connection goes back to the pool (replaced
+        if it is broken).
+        """
+
+@final
+class Block(Generic[_C]):
+    """What ``ConnectionPool.connection()`` returns: a connection lent for
+    one ``with`` block, committed (or rolled back if the block raised) and
+    given back at its end. One entry at a time: entering it again before it
+    exits raises RuntimeError."""
+
+    @classmethod
+    def __class_getitem__(cls, _item: Any) -> type[Self]: ...
+    def __enter__(self) -> _C: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None: ...
+    def _hold(self, conn: _C) -> None:
+        """Slow path: the block now holds *conn*."""
+    def _release(self) -> None:
+        """Slow path: the block is free to enter again."""
+
+@final
+class AsyncBlock(Generic[_C]):
+    """What ``AsyncConnectionPool.connection()`` returns: a connection lent
+    for one ``async with`` block. On the fast path its entry and exit
+    return awaitables that are already done."""
+
+    @classmethod
+    def __class_getitem__(cls, _item: Any) -> type[Self]: ...
+    def __aenter__(self) -> Awaitable[_C]: ...
+    def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> Awaitable[None]: ...
+    def _hold(self, conn: _C) -> None:
+        """Slow path: the block now holds *conn*."""
+    def _release(self) -> None:
+        """Slow path: the block is free to enter again."""
+
+@final
+class Ready(Generic[_T]):
+    """An awaitable that is already done: awaiting it gives its value at
+    once, without a trip through the event loop."""
+
+    def __await__(self) -> Generator[Any, None, _T]: ...
+    def __iter__(self) -> Generator[Any, None, _T]: ...
+    def __next__(self) -> Any:
+        """Done at once: StopIteration carrying the value."""

@@ -5,10 +5,14 @@
 On exit the block's transaction is committed, or rolled back if the block
 raised (or was cancelled), and the connection goes back to its pool;
 retired with its siblings if the block failed because the server went away.
-One class for every pool (psycopg's and the DB-API pool): the driver says
-what state the connection is in. Small classes rather than generator-based
-context managers: they are on the hot path, and a generator costs about a
-microsecond per block.
+The driver says what state the connection is in.
+
+The psycopg pools' blocks are native (``_core.Block``, ``_core.Block``
+for the sync pool): their entry and exit run in Rust on the fast path and
+come here (`enter_block`, `exit_block`) for anything more. The DB-API pool
+uses `ConnectionContext` (generated: ConnectionContext): a small class
+rather than a generator-based context manager, since a generator costs
+about a microsecond per block.
 
 A context object serves one block at a time: entering it again before it
 exits (two threads sharing one, or nesting) is refused, since it would
@@ -21,6 +25,7 @@ import logging
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from . import _core
 from .runner.runner import Runner
 from .runner.status import Status
 
@@ -94,6 +99,51 @@ class ConnectionContext(Generic[C]):
                 end_block(self._pool, self._runner, conn, exc_val)
         finally:
             self._free.append(True)
+
+
+def enter_block(
+    pool: Any,
+    runner: Runner[Any],
+    block: _core.Block[Any],
+    timeout: float | None,
+    checked: bool,
+    conn: Any,
+) -> Any:
+    """Enter a native block (already taken for this entry) off the fast
+    path: through `pool.getconn()` (a subclass's own included), or, if the
+    fast path already *checked* the core out (getting *conn*, or None: wait),
+    through the runner. The block is freed again if this fails."""
+    try:
+        conn = runner.getconn(conn, timeout) if checked else pool.getconn(timeout)
+    except BaseException:
+        block._release()
+        raise
+    block._hold(conn)
+    if pool.close_returns:
+        runner.driver.set_block(conn, block)
+    return conn
+
+
+def exit_block(
+    pool: Any,
+    runner: Runner[Any],
+    block: _core.Block[Any],
+    conn: Any,
+    exc: BaseException | None,
+) -> None:
+    """Exit a native block off the fast path: commit or roll back, then give
+    the connection back with `pool.putconn()` (a subclass's own included);
+    leave it alone if close() already gave it back (close_returns)."""
+    try:
+        if pool.close_returns and runner.driver.block_of(conn) is not block:
+            return  # given back inside the block by close(): maybe lent again
+        status = runner.driver.status(conn)
+        if exc is None and (status is _IDLE or status is _CLOSED):
+            pool.putconn(conn)  # nothing to commit
+        else:
+            end_block(pool, runner, conn, exc)
+    finally:
+        block._release()
 
 
 def end_block(pool: Any, runner: Runner[Any], conn: Any, exc: BaseException | None) -> None:

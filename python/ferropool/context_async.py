@@ -3,10 +3,14 @@
 On exit the block's transaction is committed, or rolled back if the block
 raised (or was cancelled), and the connection goes back to its pool;
 retired with its siblings if the block failed because the server went away.
-One class for every pool (psycopg's and the DB-API pool): the driver says
-what state the connection is in. Small classes rather than generator-based
-context managers: they are on the hot path, and a generator costs about a
-microsecond per block.
+The driver says what state the connection is in.
+
+The psycopg pools' blocks are native (``_core.AsyncBlock``, ``_core.Block``
+for the sync pool): their entry and exit run in Rust on the fast path and
+come here (`enter_block`, `exit_block`) for anything more. The DB-API pool
+uses `AsyncConnectionContext` (generated: ConnectionContext): a small class
+rather than a generator-based context manager, since a generator costs
+about a microsecond per block.
 
 A context object serves one block at a time: entering it again before it
 exits (two threads sharing one, or nesting) is refused, since it would
@@ -19,6 +23,7 @@ import logging
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from . import _core
 from .runner.runner_async import AsyncRunner
 from .runner.status import Status
 
@@ -92,6 +97,51 @@ class AsyncConnectionContext(Generic[C]):
                 await end_block(self._pool, self._runner, conn, exc_val)
         finally:
             self._free.append(True)
+
+
+async def enter_block(
+    pool: Any,
+    runner: AsyncRunner[Any],
+    block: _core.AsyncBlock[Any],
+    timeout: float | None,
+    checked: bool,
+    conn: Any,
+) -> Any:
+    """Enter a native block (already taken for this entry) off the fast
+    path: through `pool.getconn()` (a subclass's own included), or, if the
+    fast path already *checked* the core out (getting *conn*, or None: wait),
+    through the runner. The block is freed again if this fails."""
+    try:
+        conn = await (runner.getconn(conn, timeout) if checked else pool.getconn(timeout))
+    except BaseException:
+        block._release()
+        raise
+    block._hold(conn)
+    if pool.close_returns:
+        runner.driver.set_block(conn, block)
+    return conn
+
+
+async def exit_block(
+    pool: Any,
+    runner: AsyncRunner[Any],
+    block: _core.AsyncBlock[Any],
+    conn: Any,
+    exc: BaseException | None,
+) -> None:
+    """Exit a native block off the fast path: commit or roll back, then give
+    the connection back with `pool.putconn()` (a subclass's own included);
+    leave it alone if close() already gave it back (close_returns)."""
+    try:
+        if pool.close_returns and runner.driver.block_of(conn) is not block:
+            return  # given back inside the block by close(): maybe lent again
+        status = runner.driver.status(conn)
+        if exc is None and (status is _IDLE or status is _CLOSED):
+            await pool.putconn(conn)  # nothing to commit
+        else:
+            await end_block(pool, runner, conn, exc)
+    finally:
+        block._release()
 
 
 async def end_block(

@@ -4,10 +4,14 @@
 
 A thin shell over a runner (ferropool.runner): the constructor validates
 psycopg_pool's parameters (and ferropool's own), and the hot path, a
-checkout or a return of a healthy idle connection, is one call into the
-core each way plus the ``conn._pool`` marker psycopg expects. Everything
-else (waiting, checks, rollback, reset, closing, maintenance) is the
-runner's. The sync ConnectionPool is generated from this module.
+checkout or a return of a healthy idle connection and the ``connection()``
+block around them, runs in Rust, in the native base class
+``_core.Lender``: one call into Rust each way, which also sets the
+``conn._pool`` marker psycopg expects and reads the transaction status.
+Whatever needs more (waiting, checks, hooks, leak tracking, rollback,
+reset, closing, close_returns, maintenance, a subclass's own
+getconn/putconn) comes back to this class's ``_*_slow`` and ``_*_block``
+methods and the runner. The sync ConnectionPool is generated from this module.
 
 A request that has to wait queues in the core and is woken by the handoff
 itself, never by polling; cancellation is safe at every await. The pool
@@ -27,9 +31,9 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from typing_extensions import Self, TypeVar
 
-from . import pgbouncer, sizing
+from . import _core, pgbouncer, sizing
 from .base import PoolBase
-from .context import ConnectionContext
+from .context import enter_block, exit_block
 from .runner import checks
 from .runner import settings as defaults
 from .runner.acompat import maybe
@@ -45,7 +49,7 @@ _DEFAULT_CONNECTION_CLASS: Any = Connection
 _IDLE = TransactionStatus.IDLE
 
 
-class ConnectionPool(PoolBase, Generic[CT]):
+class ConnectionPool(PoolBase, _core.Lender[CT], Generic[CT]):
     """A pool of psycopg connections, API-compatible with psycopg_pool's."""
 
     _runner: Runner[CT]
@@ -132,6 +136,14 @@ class ConnectionPool(PoolBase, Generic[CT]):
                 budget_cap=None if max_size is None else settings.max_size,
             )
         )
+        # The hot path (in the native base) reads the core and its flags;
+        # a subclass's own getconn/putconn are called by connection() blocks.
+        cls = type(self)
+        self._bind(
+            self._runner.core,
+            self._runner,
+            cls.getconn is not ConnectionPool.getconn or cls.putconn is not ConnectionPool.putconn,
+        )
         if open is None:
             open = self._runner.implicit_open = True
             self._runner.update_fast_path()
@@ -216,22 +228,15 @@ class ConnectionPool(PoolBase, Generic[CT]):
 
     # ---- borrowing ------------------------------------------------------------
 
-    def connection(self, timeout: float | None = None) -> ConnectionContext[CT]:
-        """Context manager lending a connection for the duration of a block.
+    # connection() is the native base's: it returns a block whose entry and
+    # exit run in Rust while nothing else is needed, and come back to
+    # `_enter_block` / `_exit_block` otherwise.
 
-        Waits up to *timeout* (or `self.timeout`) seconds, raising
-        PoolTimeout. On exit the transaction is committed, or rolled back if
-        the block raised, and the connection goes back to the pool (replaced
-        if it is broken).
-        """
-        return ConnectionContext(self, self._runner, timeout, self.close_returns)
+    # The sync pool's getconn() and putconn() are the native base's.
 
-    def getconn(self, timeout: float | None = None) -> CT:
-        """Borrow a connection; give it back with `putconn()`.
-
-        Prefer `connection()`. Waits up to *timeout* (or `self.timeout`)
-        seconds, raising PoolTimeout.
-        """
+    def _getconn_slow(self, timeout: float | None) -> CT:
+        """getconn() with a *timeout* to check, or a check, hook, leak
+        tracking or implicit open to go through: what the fast path leaves."""
         if timeout is not None:
             timeout = checks.seconds("timeout", timeout)
         runner = self._runner
@@ -241,12 +246,11 @@ class ConnectionPool(PoolBase, Generic[CT]):
         conn._pool = self  # type: ignore[assignment]
         return conn
 
-    def putconn(self, conn: CT) -> None:
-        """Give back a connection borrowed with `getconn()`."""
+    def _putconn_slow(self, conn: CT) -> None:
+        """The rest of putconn() once *conn* is known to be this pool's and
+        unmarked: a transaction to roll back, a reset or hook to run, or the
+        close_returns bookkeeping."""
         runner = self._runner
-        if getattr(conn, "_pool", None) is not self:
-            runner.refuse(conn)
-        conn._pool = None
         if self.close_returns:
             self._driver.set_block(conn, None)
         if not runner.fast_checkin or conn.pgconn.transaction_status != _IDLE:
@@ -259,6 +263,17 @@ class ConnectionPool(PoolBase, Generic[CT]):
             return
         if reason is not None:
             runner.close_connection(conn, reason)
+
+    def _enter_block(
+        self, block: _core.Block[CT], timeout: float | None, checked: bool, conn: CT | None
+    ) -> CT:
+        """A connection() block's entry off the fast path (see enter_block)."""
+        lent: CT = enter_block(self, self._runner, block, timeout, checked, conn)
+        return lent
+
+    def _exit_block(self, block: _core.Block[CT], conn: CT, exc: BaseException | None) -> None:
+        """A connection() block's exit off the fast path (see exit_block)."""
+        exit_block(self, self._runner, block, conn, exc)
 
     # ---- maintenance ----------------------------------------------------------
 

@@ -2,10 +2,14 @@
 
 A thin shell over a runner (ferropool.runner): the constructor validates
 psycopg_pool's parameters (and ferropool's own), and the hot path, a
-checkout or a return of a healthy idle connection, is one call into the
-core each way plus the ``conn._pool`` marker psycopg expects. Everything
-else (waiting, checks, rollback, reset, closing, maintenance) is the
-runner's. The sync ConnectionPool is generated from this module.
+checkout or a return of a healthy idle connection and the ``connection()``
+block around them, runs in Rust, in the native base class
+``_core.AsyncLender``: one call into Rust each way, which also sets the
+``conn._pool`` marker psycopg expects and reads the transaction status.
+Whatever needs more (waiting, checks, hooks, leak tracking, rollback,
+reset, closing, close_returns, maintenance, a subclass's own
+getconn/putconn) comes back to this class's ``_*_slow`` and ``_*_block``
+methods and the runner. The sync ConnectionPool is generated from this module.
 
 A request that has to wait queues in the core and is woken by the handoff
 itself, never by polling; cancellation is safe at every await. The pool
@@ -26,9 +30,9 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 from typing_extensions import Self, TypeVar
 
-from . import pgbouncer, sizing
+from . import _core, pgbouncer, sizing
 from .base import PoolBase
-from .context_async import AsyncConnectionContext
+from .context_async import enter_block, exit_block
 from .runner import checks
 from .runner import settings as defaults
 from .runner.acompat import amaybe
@@ -44,7 +48,7 @@ _DEFAULT_CONNECTION_CLASS: Any = AsyncConnection
 _IDLE = TransactionStatus.IDLE
 
 
-class AsyncConnectionPool(PoolBase, Generic[ACT]):
+class AsyncConnectionPool(PoolBase, _core.AsyncLender[ACT], Generic[ACT]):
     """A pool of psycopg connections, API-compatible with psycopg_pool's."""
 
     _runner: AsyncRunner[ACT]
@@ -130,6 +134,15 @@ class AsyncConnectionPool(PoolBase, Generic[ACT]):
                 budget_share=self.budget_share,
                 budget_cap=None if max_size is None else settings.max_size,
             )
+        )
+        # The hot path (in the native base) reads the core and its flags;
+        # a subclass's own getconn/putconn are called by connection() blocks.
+        cls = type(self)
+        self._bind(
+            self._runner.core,
+            self._runner,
+            cls.getconn is not AsyncConnectionPool.getconn
+            or cls.putconn is not AsyncConnectionPool.putconn,
         )
         if True:  # ASYNC
             if open:
@@ -233,22 +246,30 @@ class AsyncConnectionPool(PoolBase, Generic[ACT]):
 
     # ---- borrowing ------------------------------------------------------------
 
-    def connection(self, timeout: float | None = None) -> AsyncConnectionContext[ACT]:
-        """Context manager lending a connection for the duration of a block.
+    # connection() is the native base's: it returns a block whose entry and
+    # exit run in Rust while nothing else is needed, and come back to
+    # `_enter_block` / `_exit_block` otherwise.
 
-        Waits up to *timeout* (or `self.timeout`) seconds, raising
-        PoolTimeout. On exit the transaction is committed, or rolled back if
-        the block raised, and the connection goes back to the pool (replaced
-        if it is broken).
-        """
-        return AsyncConnectionContext(self, self._runner, timeout, self.close_returns)
+    if True:  # ASYNC
 
-    async def getconn(self, timeout: float | None = None) -> ACT:
-        """Borrow a connection; give it back with `putconn()`.
+        async def getconn(self, timeout: float | None = None) -> ACT:
+            """Borrow a connection; give it back with `putconn()`.
 
-        Prefer `connection()`. Waits up to *timeout* (or `self.timeout`)
-        seconds, raising PoolTimeout.
-        """
+            Prefer `connection()`. Waits up to *timeout* (or `self.timeout`)
+            seconds, raising PoolTimeout.
+            """
+            conn: ACT = await self._getconn(timeout)
+            return conn
+
+        async def putconn(self, conn: ACT) -> None:
+            """Give back a connection borrowed with `getconn()`."""
+            await self._putconn(conn)
+
+    # The sync pool's getconn() and putconn() are the native base's.
+
+    async def _getconn_slow(self, timeout: float | None) -> ACT:
+        """getconn() with a *timeout* to check, or a check, hook, leak
+        tracking or implicit open to go through: what the fast path leaves."""
         if timeout is not None:
             timeout = checks.seconds("timeout", timeout)
         runner = self._runner
@@ -258,12 +279,11 @@ class AsyncConnectionPool(PoolBase, Generic[ACT]):
         conn._pool = self  # type: ignore[assignment]
         return conn
 
-    async def putconn(self, conn: ACT) -> None:
-        """Give back a connection borrowed with `getconn()`."""
+    async def _putconn_slow(self, conn: ACT) -> None:
+        """The rest of putconn() once *conn* is known to be this pool's and
+        unmarked: a transaction to roll back, a reset or hook to run, or the
+        close_returns bookkeeping."""
         runner = self._runner
-        if getattr(conn, "_pool", None) is not self:
-            runner.refuse(conn)
-        conn._pool = None
         if self.close_returns:
             self._driver.set_block(conn, None)
         if not runner.fast_checkin or conn.pgconn.transaction_status != _IDLE:
@@ -276,6 +296,19 @@ class AsyncConnectionPool(PoolBase, Generic[ACT]):
             return
         if reason is not None:
             await runner.close_connection(conn, reason)
+
+    async def _enter_block(
+        self, block: _core.AsyncBlock[ACT], timeout: float | None, checked: bool, conn: ACT | None
+    ) -> ACT:
+        """A connection() block's entry off the fast path (see enter_block)."""
+        lent: ACT = await enter_block(self, self._runner, block, timeout, checked, conn)
+        return lent
+
+    async def _exit_block(
+        self, block: _core.AsyncBlock[ACT], conn: ACT, exc: BaseException | None
+    ) -> None:
+        """A connection() block's exit off the fast path (see exit_block)."""
+        await exit_block(self, self._runner, block, conn, exc)
 
     # ---- maintenance ----------------------------------------------------------
 

@@ -56,7 +56,8 @@ from typing import Any, TypedDict, cast
 
 import psycopg
 
-from .context import ConnectionContext, end_block
+from . import _core
+from .context import end_block
 from .errors import PoolTimeout
 from .pgbouncer import PGBOUNCER_TRANSACTION, POSTGRESQL, transaction_safe
 from .pool import ConnectionPool
@@ -370,7 +371,7 @@ class RoutingPool(_Routing, OpenClose):
 
     def connection(
         self, timeout: float | None = None, *, readonly: bool = False
-    ) -> ConnectionContext[Any] | RoutedContext:
+    ) -> _core.Block[Any] | RoutedContext:
         """Lend a connection for a block: from the writer, or with
         *readonly* from a healthy reader (the writer if none is).
         Commits on success, rolls back on error, as `ConnectionPool`."""

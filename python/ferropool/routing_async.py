@@ -54,7 +54,8 @@ from typing import Any, TypedDict, cast
 
 import psycopg
 
-from .context_async import AsyncConnectionContext, end_block
+from . import _core
+from .context_async import end_block
 from .errors import PoolTimeout
 from .pgbouncer import PGBOUNCER_TRANSACTION, POSTGRESQL, transaction_safe
 from .pool_async import AsyncConnectionPool
@@ -376,7 +377,7 @@ class AsyncRoutingPool(_Routing, AsyncOpenClose):
 
     def connection(
         self, timeout: float | None = None, *, readonly: bool = False
-    ) -> AsyncConnectionContext[Any] | AsyncRoutedContext:
+    ) -> _core.AsyncBlock[Any] | AsyncRoutedContext:
         """Lend a connection for a block: from the writer, or with
         *readonly* from a healthy reader (the writer if none is).
         Commits on success, rolls back on error, as `AsyncConnectionPool`."""

@@ -19,7 +19,7 @@ from .. import _core, sizing
 from ..errors import PoolClosed, PoolTimeout
 from . import fork
 from .failover import is_failover_sqlstate
-from .failures import FailureLog
+from .failures import FailureLog, is_permanent
 from .leases import Leases
 from .secrets import describe, scrub
 from .settings import Settings
@@ -100,6 +100,8 @@ class RunnerBase(Generic[C]):
             or self.leases is not None
         )
         self.fast_checkin = s.reset is None and s.hooks.on_checkin is None and self.leases is None
+        # The pools' hot path (in Rust) reads these from the core.
+        self.core.set_fast_path(self.slow_checkout, not self.fast_checkin)
 
     # ---- state ----------------------------------------------------------------
 
@@ -236,7 +238,13 @@ class RunnerBase(Generic[C]):
         message = self.describe(ex)
         self._failure = (type(ex), message)
         self.failures.failed(message)
-        if self.core.connect_failed(ticket, message) != _core.ConnectOutcome.GAVE_UP:
+        # psycopg refuses a malformed conninfo or an unknown option with
+        # ProgrammingError before it reaches a server.
+        permanent = is_permanent(
+            self.driver.sqlstate(ex), client_side=isinstance(ex, e.ProgrammingError)
+        )
+        outcome = self.core.connect_failed(ticket, message, permanent)
+        if outcome != _core.ConnectOutcome.GAVE_UP:
             return False
         logger.warning(
             "reconnection attempt in pool %r failed after %s sec",

@@ -81,6 +81,7 @@ pub(crate) mod sync;
 mod table;
 pub mod waiter;
 
+pub use backoff::Failure;
 pub use config::{Config, ConfigError};
 pub use error::{NotLent, PoolError};
 pub use maintenance::{Action, CloseReason, Ticket};

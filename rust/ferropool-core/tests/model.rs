@@ -21,7 +21,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{config, null_config};
-use ferropool_core::{Action, Begin, Checkin, Connected, Loss, Pool, Served, Ticket, WaitTicket};
+use ferropool_core::{
+    Action, Begin, Checkin, Connected, Failure, Loss, Pool, Served, Ticket, WaitTicket,
+};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -146,7 +148,12 @@ impl Model {
             }
             Op::Work { fail } => match self.pool.next_action(Duration::ZERO) {
                 Some(Action::Create(t)) if fail => {
-                    let _ = self.pool.connect_failed(t, "refused".into());
+                    let failure = if self.opened % 2 == 0 {
+                        Failure::Transient
+                    } else {
+                        Failure::Permanent
+                    };
+                    let _ = self.pool.connect_failed(t, "refused".into(), failure);
                 }
                 Some(Action::Create(t)) => {
                     self.opened += 1;

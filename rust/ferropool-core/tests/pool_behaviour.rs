@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{config, filled, Driver};
+use ferropool_core::backoff::{
+    INITIAL_DELAY, JITTER, MAX_DELAY, PERMANENT_INITIAL_DELAY, PERMANENT_MAX_DELAY,
+};
 use ferropool_core::{
-    Action, Begin, Checkin, CloseReason, ConnectFailed, Loss, NotLent, Pool, PoolError,
+    Action, Begin, Checkin, CloseReason, ConnectFailed, Failure, Loss, NotLent, Pool, PoolError,
 };
 
 #[test]
@@ -272,7 +275,7 @@ fn failed_connects_back_off_then_give_up() {
         match pool.next_action(Duration::from_secs(2)) {
             Some(Action::Create(t)) => {
                 attempts += 1;
-                match pool.connect_failed(t, "refused".into()) {
+                match pool.connect_failed(t, "refused".into(), Failure::Transient) {
                     ConnectFailed::Retry(d) => assert!(d <= Duration::from_millis(450)),
                     ConnectFailed::GaveUp => gave_up = true,
                     ConnectFailed::Closed | ConnectFailed::NotNeeded => panic!("still needed"),
@@ -289,6 +292,111 @@ fn failed_connects_back_off_then_give_up() {
         pool.next_action(Duration::from_secs(2)),
         Some(Action::Create(_))
     ));
+}
+
+/// The delay of a retry, or a panic naming what came instead.
+fn retry_delay(outcome: ConnectFailed) -> Duration {
+    match outcome {
+        ConnectFailed::Retry(d) => d,
+        other => panic!("expected a retry, got {other:?}"),
+    }
+}
+
+/// The Create actions ready now (no timer waited for).
+fn creates_now(pool: &Pool<u64>) -> Vec<ferropool_core::Ticket> {
+    let mut tickets = vec![];
+    while let Some(action) = pool.next_action(Duration::ZERO) {
+        match action {
+            Action::Create(t) => tickets.push(t),
+            other => panic!("expected Create, got {other:?}"),
+        }
+    }
+    tickets
+}
+
+fn within_jitter(d: Duration, nominal: Duration) -> bool {
+    d >= nominal.mul_f64(1.0 - JITTER - 0.001) && d <= nominal.mul_f64(1.0 + JITTER + 0.001)
+}
+
+#[test]
+fn permanent_connect_failures_back_off_from_a_second_transient_ones_from_50_ms() {
+    let pool: Pool<u64> = Pool::new(config(2, 2)).unwrap();
+    pool.open().unwrap();
+    let tickets = creates_now(&pool);
+    assert_eq!(tickets.len(), 2);
+    let permanent = retry_delay(pool.connect_failed(
+        tickets[0],
+        "password authentication failed".into(),
+        Failure::Permanent,
+    ));
+    let transient = retry_delay(pool.connect_failed(
+        tickets[1],
+        "connection refused".into(),
+        Failure::Transient,
+    ));
+    assert!(
+        within_jitter(permanent, PERMANENT_INITIAL_DELAY),
+        "{permanent:?}"
+    );
+    assert!(within_jitter(transient, INITIAL_DELAY), "{transient:?}");
+    assert!(PERMANENT_MAX_DELAY == Duration::from_secs(60) && MAX_DELAY < PERMANENT_INITIAL_DELAY);
+    // Nothing is due before the timers: both attempts wait their delay.
+    assert!(creates_now(&pool).is_empty());
+    assert_eq!(pool.size(), 2, "capacity stays reserved for the retries");
+}
+
+#[test]
+fn a_success_ends_every_run_of_failures() {
+    let pool: Pool<u64> = Pool::new(config(2, 2)).unwrap();
+    pool.open().unwrap();
+    let tickets = creates_now(&pool);
+    for t in &tickets {
+        let d = retry_delay(pool.connect_failed(*t, "no such role".into(), Failure::Permanent));
+        assert!(within_jitter(d, PERMANENT_INITIAL_DELAY), "{d:?}");
+    }
+    // The second slot's retry is due only in a second; a success on the
+    // first (the role was created) brings it forward at once.
+    let first = creates_now(&pool);
+    assert!(first.is_empty(), "no retry due yet");
+    // Wait for one retry (about a second; no bound asserted on the time).
+    let t = match pool.next_action(Duration::from_secs(5)) {
+        Some(Action::Create(t)) => t,
+        other => panic!("expected a retry, got {other:?}"),
+    };
+    assert!(matches!(
+        pool.connected(t, 1, 1, -1, Duration::ZERO),
+        ferropool_core::Connected::Added
+    ));
+    let again = creates_now(&pool);
+    assert_eq!(again.len(), 1, "the other retry is expedited");
+    // Its next failure starts a new run: the first delay again, not twice it.
+    let d = retry_delay(pool.connect_failed(again[0], "no such role".into(), Failure::Permanent));
+    assert!(within_jitter(d, PERMANENT_INITIAL_DELAY), "{d:?}");
+    assert_eq!(pool.last_connect_error().as_deref(), Some("no such role"));
+}
+
+#[test]
+fn permanent_failures_still_give_up_at_reconnect_timeout() {
+    let mut cfg = config(1, 1);
+    cfg.reconnect_timeout = Duration::ZERO;
+    let pool: Pool<u64> = Pool::new(cfg).unwrap();
+    pool.open().unwrap();
+    let t = creates_now(&pool);
+    assert_eq!(
+        pool.connect_failed(t[0], "wrong password".into(), Failure::Permanent),
+        ConnectFailed::GaveUp
+    );
+    assert_eq!(pool.size(), 0, "capacity given back");
+    // Later it tries again to reach min_size; with reconnect_timeout
+    // raised meanwhile, the new run's first permanent failure waits the
+    // first delay again.
+    let t = match pool.next_action(Duration::from_secs(5)) {
+        Some(Action::Create(t)) => t,
+        other => panic!("expected a new attempt, got {other:?}"),
+    };
+    pool.set_reconnect_timeout(Duration::from_secs(600));
+    let d = retry_delay(pool.connect_failed(t, "wrong password".into(), Failure::Permanent));
+    assert!(within_jitter(d, PERMANENT_INITIAL_DELAY), "{d:?}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! identified on return by their address.
 
 mod errors;
+mod lender;
 mod pool;
 mod wait;
 
@@ -20,6 +21,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::ActionKind>()?;
     m.add_class::<pool::Leak>()?;
     m.add_class::<pool::ConnectOutcome>()?;
+    m.add_class::<lender::Lender>()?;
+    m.add_class::<lender::AsyncLender>()?;
+    m.add_class::<lender::Block>()?;
+    m.add_class::<lender::AsyncBlock>()?;
+    m.add_class::<lender::Ready>()?;
     m.add("MAX_POOL_SIZE", ferropool_core::config::MAX_POOL_SIZE)?;
     Ok(())
 }

@@ -8,14 +8,14 @@
 //! came from, and one from an inherited pool is refused without touching
 //! either pool. This module must never free a pool other than in `Drop`.
 
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use ferropool_core::config::{as_seconds, positive_seconds, seconds};
 
 use ferropool_core::{
-    Begin, Checkin, Config, ConnectFailed, Connected, Loss, Pool, Served, WaitTicket,
+    Begin, Checkin, Config, ConnectFailed, Connected, Failure, Loss, Pool, Served, WaitTicket,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -297,7 +297,18 @@ pub struct Core {
     epoch: AtomicU64,
     /// The process the current pool was made in.
     pid: AtomicU32,
+    /// Which borrows need the Python slow path (`SLOW_CHECKOUT`,
+    /// `SLOW_CHECKIN`), set by the runner's `update_fast_path` and read by
+    /// the hot path (`lender.rs`) without a Python attribute lookup.
+    fast_path: AtomicU8,
 }
+
+/// A checkout must go through the runner: a check, an on_checkout hook,
+/// leak tracking or an implicit open is configured.
+pub(crate) const SLOW_CHECKOUT: u8 = 1;
+/// A return must go through the runner: a reset, an on_checkin hook or
+/// leak tracking is configured.
+pub(crate) const SLOW_CHECKIN: u8 = 2;
 
 impl Core {
     fn with_pool(pool: Pool<Conn>) -> Self {
@@ -305,11 +316,21 @@ impl Core {
             pool: AtomicPtr::new(Box::into_raw(Box::new(pool))),
             epoch: AtomicU64::new(0),
             pid: AtomicU32::new(std::process::id()),
+            fast_path: AtomicU8::new(0),
         }
     }
 
+    /// The `SLOW_*` bits: which borrows need the Python slow path.
     #[inline(always)]
-    fn pool(&self) -> &Pool<Conn> {
+    pub(crate) fn slow_bits(&self) -> u8 {
+        // Relaxed: a flag only picks a path; one read just before a change
+        // takes the path the settings had a moment earlier, as a Python
+        // attribute read would.
+        self.fast_path.load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    pub(crate) fn pool(&self) -> &Pool<Conn> {
         // SAFETY: `pool` always holds a pointer from `Box::into_raw` (set in
         // `with_pool` and `restart_after_fork`), never null. The pool it
         // points to is freed only in `Drop`, which takes `&mut self`, so no
@@ -351,7 +372,7 @@ fn size_arg(param: &'static str, value: i64) -> PyResult<usize> {
 }
 
 #[inline]
-fn key(conn: &Bound<'_, PyAny>) -> usize {
+pub(crate) fn key(conn: &Bound<'_, PyAny>) -> usize {
     conn.as_ptr() as usize
 }
 
@@ -461,6 +482,23 @@ impl Core {
     /// workers to open.
     fn open(&self, py: Python<'_>) -> PyResult<()> {
         self.pool().open().map_err(|e| to_py(py, e))
+    }
+
+    /// Which borrows take the runner's slow path: a checkout when
+    /// `slow_checkout` (a check, an on_checkout hook, leak tracking, an
+    /// implicit open), a return when `slow_checkin` (a reset, an on_checkin
+    /// hook, leak tracking). Read by the pools' hot path in this module.
+    fn set_fast_path(&self, slow_checkout: bool, slow_checkin: bool) {
+        let bits = if slow_checkout { SLOW_CHECKOUT } else { 0 }
+            | if slow_checkin { SLOW_CHECKIN } else { 0 };
+        self.fast_path.store(bits, Ordering::Relaxed);
+    }
+
+    /// The flags set by set_fast_path(), as (slow_checkout, slow_checkin).
+    #[getter]
+    fn fast_path(&self) -> (bool, bool) {
+        let bits = self.slow_bits();
+        (bits & SLOW_CHECKOUT != 0, bits & SLOW_CHECKIN != 0)
     }
 
     /// Fast path: an idle connection, or None if the request must wait.
@@ -647,12 +685,21 @@ impl Core {
     }
 
     /// Report a failed attempt on `ticket` (`message` free of secrets):
-    /// what follows it.
-    fn connect_failed(&self, ticket: &Ticket, message: String) -> ConnectOutcome {
+    /// what follows it. `permanent`: the error will come back however soon
+    /// the attempt is retried (a wrong password, an unknown role or
+    /// database, an invalid option), so retries back off from 1 s to 60 s
+    /// instead of from 50 ms to 400 ms.
+    #[pyo3(signature = (ticket, message, permanent = false))]
+    fn connect_failed(&self, ticket: &Ticket, message: String, permanent: bool) -> ConnectOutcome {
         let Some(ticket) = self.current(ticket) else {
             return ConnectOutcome::Closed;
         };
-        match self.pool().connect_failed(ticket, message) {
+        let failure = if permanent {
+            Failure::Permanent
+        } else {
+            Failure::Transient
+        };
+        match self.pool().connect_failed(ticket, message, failure) {
             ConnectFailed::Retry(_) => ConnectOutcome::Retry,
             ConnectFailed::GaveUp => ConnectOutcome::GaveUp,
             ConnectFailed::Closed => ConnectOutcome::Closed,

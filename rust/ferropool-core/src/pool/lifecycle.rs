@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Pool, CLOSING, NEW, OFF, OPEN};
-use crate::backoff::{Backoff, MAX_DELAY};
+use crate::backoff::{Backoff, Failure, MAX_DELAY};
 use crate::clock::{saturating_nanos, Nanos};
 use crate::config::ConfigError;
 use crate::error::PoolError;
@@ -231,6 +231,7 @@ impl<T: Send> Pool<T> {
         }
         let now = self.now();
         self.install(&mut owned, payload, key, fd, now);
+        self.connect_successes.fetch_add(1, Ordering::SeqCst);
         *lock(&self.last_connect_error) = None;
         lock(&self.maint).expedite_retries(now);
         self.maint_cond.notify_all();
@@ -261,6 +262,7 @@ impl<T: Send> Pool<T> {
         }
         let now = self.now();
         self.install(&mut owned, payload, key, fd, now);
+        self.connect_successes.fetch_add(1, Ordering::SeqCst);
         Ok(self.lend(owned, now, false, read))
     }
 
@@ -323,9 +325,19 @@ impl<T: Send> Pool<T> {
     }
 
     /// A connection attempt on `ticket` failed with `message` (already
-    /// free of secrets). Schedules the retry, or gives up after
-    /// reconnect_timeout.
-    pub fn connect_failed(&self, ticket: Ticket, message: String) -> ConnectFailed {
+    /// free of secrets); `failure` says whether retrying soon can help.
+    /// Schedules the retry, or gives up after reconnect_timeout.
+    ///
+    /// Each reserved slot keeps its own backoff, but a success anywhere in
+    /// the pool since the slot's run of failures began ends that run: the
+    /// next failure starts over at the first delay, with a fresh give-up
+    /// point.
+    pub fn connect_failed(
+        &self,
+        ticket: Ticket,
+        message: String,
+        failure: Failure,
+    ) -> ConnectFailed {
         let Some(mut owned) = self.claim_ticket(ticket) else {
             return ConnectFailed::Closed;
         };
@@ -340,14 +352,15 @@ impl<T: Send> Pool<T> {
             return ConnectFailed::NotNeeded;
         }
         let now = self.now();
-        let attempt = owned.read(|d| d.attempt);
-        let attempt = match attempt {
-            None => Backoff::start(now, self.reconnect_timeout(), &self.jitter),
-            Some(a) => a.next(now, &self.jitter),
+        let run = self.connect_successes.load(Ordering::SeqCst);
+        let attempt = match owned.read(|d| d.attempt) {
+            Some(a) if a.run() == run => a.next(now, failure, &self.jitter),
+            _ => Backoff::start(now, self.reconnect_timeout(), failure, run, &self.jitter),
         };
         if attempt.exhausted(now) {
             let _ = self.release_reserved(owned);
-            // Keep trying to reach min_size, with a fresh give-up period.
+            // Keep trying to reach min_size, with a fresh give-up period
+            // (and, for a permanent failure, delays from a second again).
             self.schedule(
                 now.saturating_add(saturating_nanos(MAX_DELAY)),
                 Timer::Refill,

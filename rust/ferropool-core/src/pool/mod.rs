@@ -131,6 +131,9 @@ pub struct Pool<T> {
     /// slot decides.
     cursor: Padded<AtomicUsize>,
     drain_generation: AtomicU64,
+    /// Connections opened successfully so far: a connect failure's backoff
+    /// starts over once this moved since its run of failures began.
+    connect_successes: AtomicU64,
     queue: Mutex<VecDeque<Arc<Waiter>>>,
     maint: Mutex<MaintState<T>>,
     maint_cond: Condvar,
@@ -189,6 +192,7 @@ impl<T: Send> Pool<T> {
             lifo: config.lifo,
             cursor: Padded(AtomicUsize::new(0)),
             drain_generation: AtomicU64::new(0),
+            connect_successes: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
             maint: Mutex::new(MaintState::default()),
             maint_cond: Condvar::new(),

@@ -1,0 +1,701 @@
+//! The pools' hot path: getconn, putconn and the `connection()` blocks.
+//!
+//! `Lender` (sync) and `AsyncLender` are the native bases of
+//! `ConnectionPool` and `AsyncConnectionPool`. A borrow of an idle
+//! connection, and its return, is one call into Rust each way: the core's
+//! checkout (or checkin), psycopg's `conn._pool` marker, and on return the
+//! transaction status read from `conn.pgconn` (a C object). Everything else
+//! goes to the Python slow path, the pool's runner: waiting, `check`,
+//! hooks, leak tracking, rollback, reset, closing, `close_returns`
+//! bookkeeping, and a subclass's own getconn/putconn. What decides is read
+//! from atomics (the core's `SLOW_*` bits, set by the runner's
+//! `update_fast_path`; this object's `CLOSE_RETURNS` and `OVERRIDDEN`),
+//! never from Python attributes.
+//!
+//! The slow path is the pool's own Python methods (`_getconn_slow`,
+//! `_putconn_slow`, `_enter_block`, `_exit_block`) and the runner's: the
+//! sync pool calls them and returns what they return; the async pool
+//! returns their coroutine for the caller to await, or, when the fast path
+//! did everything, an awaitable that is already done (`Ready`), so an
+//! `async with pool.connection()` block needs no event-loop round trip.
+//!
+//! A block (`Block`, `AsyncBlock`) serves one entry at a time: entering
+//! takes it with a compare-and-set and exiting frees it, so a block shared
+//! by two threads (or nested) is refused rather than lending one
+//! connection to two borrowers.
+//!
+//! This module must never wait, call a user callback on the fast path, or
+//! keep global state: everything lives on the pool and block objects, so
+//! it is as safe without the GIL as with it.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use ferropool_core::Checkin;
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+
+use crate::errors::to_py;
+use crate::pool::{key, Core, SLOW_CHECKIN, SLOW_CHECKOUT};
+
+/// `close_returns` is set: a connection's close() gives it back, and a
+/// block must notice (the Python slow path keeps that bookkeeping).
+const CLOSE_RETURNS: u8 = 1;
+/// The pool's class overrides getconn or putconn: a block calls them.
+const OVERRIDDEN: u8 = 2;
+
+/// psycopg's `TransactionStatus.IDLE`.
+const IDLE: i64 = 0;
+
+/// What a pool shares with its blocks: its core, its runner, its flags.
+struct Lending {
+    core: OnceLock<Py<Core>>,
+    runner: OnceLock<Py<PyAny>>,
+    flags: AtomicU8,
+    /// The awaitable an async block's fast exit returns: done at once.
+    done: OnceLock<Py<Ready>>,
+}
+
+/// What came of a borrow on the fast path.
+enum Lend {
+    /// Lent and marked.
+    Lent(Py<PyAny>),
+    /// Checked out (or not: None, the request must wait) but the runner
+    /// must finish it (`runner.getconn(conn, None)`).
+    Runner(Option<Py<PyAny>>),
+    /// Nothing done: the pool's `_getconn_slow(timeout)` does it all.
+    Slow,
+}
+
+/// What came of a return on the fast path, after the marker check.
+enum GiveBack {
+    /// Back in the pool (or handed to a waiter).
+    Kept,
+    /// Unmarked; the rest is the pool's `_putconn_slow(conn)`.
+    Slow,
+    /// The core retired it: the runner closes it for this reason.
+    Retired(&'static str),
+    /// The core did not lend it (lent before a fork): `runner.checkin`.
+    NotLent,
+}
+
+impl Lending {
+    fn new() -> Self {
+        Self {
+            core: OnceLock::new(),
+            runner: OnceLock::new(),
+            flags: AtomicU8::new(0),
+            done: OnceLock::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn flags(&self) -> u8 {
+        // Relaxed: a flag only picks a path (see `Core::slow_bits`).
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    fn set_flag(&self, flag: u8, on: bool) {
+        if on {
+            self.flags.fetch_or(flag, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!flag, Ordering::Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    fn core(&self) -> PyResult<&Core> {
+        match self.core.get() {
+            Some(core) => Ok(core.get()),
+            None => Err(unbound()),
+        }
+    }
+
+    fn runner<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, PyAny>> {
+        match self.runner.get() {
+            Some(runner) => Ok(runner.bind(py)),
+            None => Err(unbound()),
+        }
+    }
+
+    fn bind(
+        &self,
+        py: Python<'_>,
+        core: Py<Core>,
+        runner: Py<PyAny>,
+        overridden: bool,
+    ) -> PyResult<()> {
+        if self.core.set(core).is_err() || self.runner.set(runner).is_err() {
+            return Err(PyRuntimeError::new_err(
+                "this pool is already bound to its core",
+            ));
+        }
+        let _ = self.done.set(Py::new(py, Ready { value: None })?);
+        self.set_flag(OVERRIDDEN, overridden);
+        Ok(())
+    }
+
+    /// The fast path of getconn(timeout): see `Lend`.
+    #[inline]
+    fn lend(&self, pool: &Bound<'_, PyAny>, timeout: &Bound<'_, PyAny>) -> PyResult<Lend> {
+        let py = pool.py();
+        if !timeout.is_none() {
+            // The timeout is checked (and used, if it comes to waiting) by
+            // the slow path.
+            return Ok(Lend::Slow);
+        }
+        let core = self.core()?;
+        let lent = core
+            .pool()
+            .checkout(|c| c.clone_ref(py))
+            .map_err(|e| to_py(py, e))?;
+        let Some(lent) = lent else {
+            return Ok(Lend::Runner(None));
+        };
+        let conn = lent.value;
+        if core.slow_bits() & SLOW_CHECKOUT != 0 {
+            return Ok(Lend::Runner(Some(conn)));
+        }
+        // psycopg reads `_pool`: `with conn:` leaves a pooled connection
+        // open, and close_returns gives it back.
+        if let Err(e) = conn.bind(py).setattr(intern!(py, "_pool"), pool) {
+            // Not markable (not a psycopg connection?): never lost.
+            let ptr = conn.as_ptr();
+            let _ = core
+                .pool()
+                .checkin(key(conn.bind(py)), |c| c.as_ptr() == ptr);
+            return Err(e);
+        }
+        Ok(Lend::Lent(conn))
+    }
+
+    /// The fast path of putconn(conn): `Err` from the marker check (not
+    /// lent by this pool: the runner's ValueError), else see `GiveBack`.
+    #[inline]
+    /// `known_idle`: the caller already read the status (a block's exit).
+    fn give_back(
+        &self,
+        pool: &Bound<'_, PyAny>,
+        conn: &Bound<'_, PyAny>,
+        known_idle: bool,
+    ) -> PyResult<GiveBack> {
+        let py = pool.py();
+        let core = self.core()?;
+        let ours = conn
+            .getattr_opt(intern!(py, "_pool"))
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.is(pool));
+        if !ours {
+            self.runner(py)?
+                .call_method1(intern!(py, "refuse"), (conn,))?;
+            return Err(PyRuntimeError::new_err("refuse() returned"));
+        }
+        conn.setattr(intern!(py, "_pool"), py.None())?;
+        if self.flags() & CLOSE_RETURNS != 0 || core.slow_bits() & SLOW_CHECKIN != 0 {
+            return Ok(GiveBack::Slow);
+        }
+        if !known_idle && !is_idle(conn) {
+            return Ok(GiveBack::Slow);
+        }
+        let ptr = conn.as_ptr();
+        Ok(
+            match core.pool().checkin(key(conn), |c| c.as_ptr() == ptr) {
+                Ok(Checkin::Kept) => GiveBack::Kept,
+                Ok(Checkin::Close(_, reason)) => GiveBack::Retired(reason.as_str()),
+                Err(_) => GiveBack::NotLent,
+            },
+        )
+    }
+
+    /// Carry out a borrow: the connection (sync), or what to await (async:
+    /// `Ready` when done, else the slow path's coroutine).
+    fn getconn(
+        &self,
+        pool: &Bound<'_, PyAny>,
+        timeout: &Bound<'_, PyAny>,
+        is_async: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let py = pool.py();
+        match self.lend(pool, timeout)? {
+            Lend::Lent(conn) if is_async => Ok(Ready::new(py, conn)?.into_any()),
+            Lend::Lent(conn) => Ok(conn),
+            Lend::Runner(conn) => Ok(self
+                .runner(py)?
+                .call_method1(intern!(py, "getconn"), (conn, py.None()))?
+                .unbind()),
+            Lend::Slow => Ok(pool
+                .call_method1(intern!(py, "_getconn_slow"), (timeout,))?
+                .unbind()),
+        }
+    }
+
+    /// Carry out a return: None when done (sync; async: the `done`
+    /// awaitable), else what the slow path returned (a coroutine in async).
+    fn putconn(
+        &self,
+        pool: &Bound<'_, PyAny>,
+        conn: &Bound<'_, PyAny>,
+        is_async: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let py = pool.py();
+        let rest = match self.give_back(pool, conn, false)? {
+            GiveBack::Kept => return Ok(self.finished(py, is_async)),
+            GiveBack::Slow => pool.call_method1(intern!(py, "_putconn_slow"), (conn,))?,
+            GiveBack::Retired(reason) => self
+                .runner(py)?
+                .call_method1(intern!(py, "close_connection"), (conn, reason))?,
+            GiveBack::NotLent => self
+                .runner(py)?
+                .call_method1(intern!(py, "checkin"), (conn,))?,
+        };
+        Ok(rest.unbind())
+    }
+
+    /// What a finished call returns: None, or for async an awaitable
+    /// already done.
+    #[inline]
+    fn finished(&self, py: Python<'_>, is_async: bool) -> Py<PyAny> {
+        match self.done.get() {
+            Some(done) if is_async => done.clone_ref(py).into_any(),
+            _ => py.None(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.core()
+            .map(|c| c.pool().name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+fn unbound() -> PyErr {
+    PyRuntimeError::new_err("this pool was not initialised (its __init__ did not run)")
+}
+
+/// `conn.pgconn.transaction_status == IDLE`; false if it cannot be read.
+#[inline]
+fn is_idle(conn: &Bound<'_, PyAny>) -> bool {
+    let py = conn.py();
+    conn.getattr(intern!(py, "pgconn"))
+        .and_then(|pg| pg.getattr(intern!(py, "transaction_status")))
+        .and_then(|s| s.extract::<i64>())
+        .is_ok_and(|s| s == IDLE)
+}
+
+/// The native base of `ConnectionPool`: getconn, putconn and connection()
+/// in Rust; the subclass binds it to its core and runner (`_bind`) and
+/// provides the slow path.
+#[pyclass(frozen, subclass, module = "ferropool._core", name = "Lender")]
+pub struct Lender {
+    lending: Lending,
+}
+
+/// The native base of `AsyncConnectionPool`: connection() and the fast
+/// path of getconn and putconn (`_getconn`, `_putconn`), returning
+/// awaitables.
+#[pyclass(frozen, subclass, module = "ferropool._core", name = "AsyncLender")]
+pub struct AsyncLender {
+    lending: Lending,
+}
+
+/// The methods both lenders have, and each one's own (`$own`).
+macro_rules! lender_methods {
+    ($ty:ty, $($own:tt)*) => {
+        #[pymethods]
+        impl $ty {
+            $($own)*
+
+            /// Accepts (and ignores) the subclass's constructor arguments.
+            #[new]
+            #[pyo3(signature = (*_args, **_kwargs))]
+            fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+                Self {
+                    lending: Lending::new(),
+                }
+            }
+
+            /// Subscripting the class (for type checkers) gives the class.
+            #[classmethod]
+            fn __class_getitem__<'py>(
+                cls: &Bound<'py, PyType>,
+                _item: &Bound<'py, PyAny>,
+            ) -> Bound<'py, PyType> {
+                cls.clone()
+            }
+
+            /// Bind the pool to its `core` and `runner` (the slow path);
+            /// `overridden`: its class overrides getconn or putconn, so
+            /// blocks call them. Once, from the subclass's __init__.
+            fn _bind(
+                &self,
+                py: Python<'_>,
+                core: Py<Core>,
+                runner: Py<PyAny>,
+                overridden: bool,
+            ) -> PyResult<()> {
+                self.lending.bind(py, core, runner, overridden)
+            }
+
+            /// True: a connection's close() gives it back to the pool
+            /// instead of closing it (psycopg reads this).
+            #[getter]
+            fn get_close_returns(&self) -> bool {
+                self.lending.flags() & CLOSE_RETURNS != 0
+            }
+
+            #[setter]
+            fn set_close_returns(&self, value: bool) {
+                self.lending.set_flag(CLOSE_RETURNS, value);
+            }
+        }
+    };
+}
+
+lender_methods! {
+    Lender,
+    /// Borrow a connection; give it back with `putconn()`.
+    ///
+    /// Prefer `connection()`. Waits up to *timeout* (or `self.timeout`)
+    /// seconds, raising PoolTimeout.
+    #[pyo3(signature = (timeout = None), text_signature = "(self, timeout=None)")]
+    fn getconn(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let none = py.None().into_bound(py);
+        slf.get()
+            .lending
+            .getconn(slf.as_any(), timeout.unwrap_or(&none), false)
+    }
+
+    /// Give back a connection borrowed with `getconn()`.
+    #[pyo3(text_signature = "(self, conn)")]
+    fn putconn(slf: &Bound<'_, Self>, conn: &Bound<'_, PyAny>) -> PyResult<()> {
+        slf.get().lending.putconn(slf.as_any(), conn, false)?;
+        Ok(())
+    }
+
+    /// Context manager lending a connection for the duration of a block.
+    ///
+    /// Waits up to *timeout* (or `self.timeout`) seconds, raising
+    /// PoolTimeout. On exit the transaction is committed, or rolled back if
+    /// the block raised, and the connection goes back to the pool (replaced
+    /// if it is broken).
+    #[pyo3(signature = (timeout = None), text_signature = "(self, timeout=None)")]
+    fn connection(slf: &Bound<'_, Self>, timeout: Option<Py<PyAny>>) -> PyResult<Py<Block>> {
+        Py::new(
+            slf.py(),
+            Block {
+                state: BlockState::new(slf.clone().unbind().into_any(), timeout),
+                lender: slf.clone().unbind(),
+            },
+        )
+    }
+}
+
+lender_methods! {
+    AsyncLender,
+    /// The fast path of getconn(): an awaitable giving the connection.
+    #[pyo3(signature = (timeout = None))]
+    fn _getconn(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let none = py.None().into_bound(py);
+        slf.get()
+            .lending
+            .getconn(slf.as_any(), timeout.unwrap_or(&none), true)
+    }
+
+    /// The fast path of putconn(): an awaitable finishing the return.
+    fn _putconn(slf: &Bound<'_, Self>, conn: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        slf.get().lending.putconn(slf.as_any(), conn, true)
+    }
+
+    /// Context manager lending a connection for the duration of a block.
+    ///
+    /// Waits up to *timeout* (or `self.timeout`) seconds, raising
+    /// PoolTimeout. On exit the transaction is committed, or rolled back if
+    /// the block raised, and the connection goes back to the pool (replaced
+    /// if it is broken).
+    #[pyo3(signature = (timeout = None), text_signature = "(self, timeout=None)")]
+    fn connection(slf: &Bound<'_, Self>, timeout: Option<Py<PyAny>>) -> PyResult<Py<AsyncBlock>> {
+        Py::new(
+            slf.py(),
+            AsyncBlock {
+                state: BlockState::new(slf.clone().unbind().into_any(), timeout),
+                lender: slf.clone().unbind(),
+            },
+        )
+    }
+}
+
+/// One block's state, the same for sync and async blocks.
+///
+/// Blocks (and `Ready`) are not tracked by Python's cycle collector: a
+/// block allocated per `with` would otherwise cost a collector link and
+/// unlink, and count towards generation-0 collections, on the hot path.
+/// A block is in a reference cycle only while a close_returns pool's
+/// connection is lent to it (the connection notes its block); returning the
+/// connection breaks the cycle.
+struct BlockState {
+    pool: Py<PyAny>,
+    timeout: Option<Py<PyAny>>,
+    /// Taken by the entry, freed by the exit: a compare-and-set, so two
+    /// entries can never both succeed.
+    busy: AtomicBool,
+    /// The connection lent to the block, between entry and exit.
+    conn: Mutex<Option<Py<PyAny>>>,
+}
+
+/// What a block's entry did.
+enum Entered {
+    Lent(Py<PyAny>),
+    /// The pool's `_enter_block(block, timeout, checked, conn)` result:
+    /// the connection (sync) or a coroutine giving it (async).
+    Slow(Py<PyAny>),
+}
+
+impl BlockState {
+    fn new(pool: Py<PyAny>, timeout: Option<Py<PyAny>>) -> Self {
+        Self {
+            pool,
+            timeout,
+            busy: AtomicBool::new(false),
+            conn: Mutex::new(None),
+        }
+    }
+
+    fn hold(&self, conn: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
+        std::mem::replace(
+            &mut *self.conn.lock().unwrap_or_else(|p| p.into_inner()),
+            conn,
+        )
+    }
+
+    fn release(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+
+    fn enter(&self, block: &Bound<'_, PyAny>, lending: &Lending) -> PyResult<Entered> {
+        let py = block.py();
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            let name = PyString::new(py, &lending.name()).repr()?;
+            return Err(PyRuntimeError::new_err(format!(
+                "this connection() context of pool {name} is already in use: call \
+                 pool.connection() for each block"
+            )));
+        }
+        let pool = self.pool.bind(py);
+        let none = py.None().into_bound(py);
+        let timeout = self.timeout.as_ref().map_or(&none, |t| t.bind(py));
+        let result = (|| {
+            // A subclass's getconn, close_returns, or a timeout to check:
+            // all through the pool's Python methods.
+            let checked = if lending.flags() == 0 {
+                match lending.lend(pool, timeout)? {
+                    Lend::Lent(conn) => {
+                        self.hold(Some(conn.clone_ref(py)));
+                        return Ok(Entered::Lent(conn));
+                    }
+                    Lend::Runner(conn) => Some(conn),
+                    Lend::Slow => None,
+                }
+            } else {
+                None
+            };
+            let (conn, checked) = match checked {
+                Some(conn) => (conn.unwrap_or_else(|| py.None()), true),
+                None => (py.None(), false),
+            };
+            let got =
+                pool.call_method1(intern!(py, "_enter_block"), (block, timeout, checked, conn))?;
+            Ok(Entered::Slow(got.unbind()))
+        })();
+        if result.is_err() {
+            self.release();
+        }
+        result
+    }
+
+    /// A block's exit: None when done (the block is free again), else what
+    /// the slow path returned (it frees the block itself).
+    fn exit(
+        &self,
+        block: &Bound<'_, PyAny>,
+        lending: &Lending,
+        exc_val: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let py = block.py();
+        let Some(conn) = self.hold(None) else {
+            return Err(PyRuntimeError::new_err(
+                "this connection() context was not entered",
+            ));
+        };
+        let conn = conn.into_bound(py);
+        let pool = self.pool.bind(py);
+        if exc_val.is_none() && lending.flags() == 0 && is_idle(&conn) {
+            // Nothing to commit: the block's connection goes straight back.
+            let rest = lending.give_back(pool, &conn, true);
+            self.release();
+            let runner = lending.runner(py)?;
+            let rest = match rest? {
+                GiveBack::Kept => return Ok(None),
+                GiveBack::Slow => pool.call_method1(intern!(py, "_putconn_slow"), (&conn,))?,
+                GiveBack::Retired(reason) => {
+                    runner.call_method1(intern!(py, "close_connection"), (&conn, reason))?
+                }
+                GiveBack::NotLent => runner.call_method1(intern!(py, "checkin"), (&conn,))?,
+            };
+            return Ok(Some(rest.unbind()));
+        }
+        let rest = pool.call_method1(intern!(py, "_exit_block"), (block, &conn, exc_val));
+        if rest.is_err() {
+            self.release();
+        }
+        Ok(Some(rest?.unbind()))
+    }
+}
+
+/// What `ConnectionPool.connection()` returns: a connection lent for one
+/// `with` block, committed (or rolled back if the block raised) and given
+/// back at its end.
+#[pyclass(frozen, module = "ferropool._core", name = "Block")]
+pub struct Block {
+    state: BlockState,
+    lender: Py<Lender>,
+}
+
+#[pymethods]
+impl Block {
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        _item: &Bound<'py, PyAny>,
+    ) -> Bound<'py, PyType> {
+        cls.clone()
+    }
+
+    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let this = slf.get();
+        match this.state.enter(slf.as_any(), &this.lender.get().lending)? {
+            Entered::Lent(conn) | Entered::Slow(conn) => Ok(conn),
+        }
+    }
+
+    #[pyo3(signature = (exc_type, exc_val, exc_tb))]
+    fn __exit__(
+        slf: &Bound<'_, Self>,
+        exc_type: &Bound<'_, PyAny>,
+        exc_val: &Bound<'_, PyAny>,
+        exc_tb: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let _ = (exc_type, exc_tb);
+        let this = slf.get();
+        this.state
+            .exit(slf.as_any(), &this.lender.get().lending, exc_val)?;
+        Ok(())
+    }
+
+    /// Slow path: the block now holds *conn*.
+    fn _hold(&self, conn: Py<PyAny>) {
+        self.state.hold(Some(conn));
+    }
+
+    /// Slow path: the block is free to enter again.
+    fn _release(&self) {
+        self.state.release();
+    }
+}
+
+/// What `AsyncConnectionPool.connection()` returns: a connection lent for
+/// one `async with` block. On the fast path its entry and exit return
+/// awaitables that are already done.
+#[pyclass(frozen, module = "ferropool._core", name = "AsyncBlock")]
+pub struct AsyncBlock {
+    state: BlockState,
+    lender: Py<AsyncLender>,
+}
+
+#[pymethods]
+impl AsyncBlock {
+    #[classmethod]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, PyType>,
+        _item: &Bound<'py, PyAny>,
+    ) -> Bound<'py, PyType> {
+        cls.clone()
+    }
+
+    fn __aenter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let this = slf.get();
+        match this.state.enter(slf.as_any(), &this.lender.get().lending)? {
+            Entered::Lent(conn) => Ok(Ready::new(slf.py(), conn)?.into_any()),
+            Entered::Slow(coro) => Ok(coro),
+        }
+    }
+
+    #[pyo3(signature = (exc_type, exc_val, exc_tb))]
+    fn __aexit__(
+        slf: &Bound<'_, Self>,
+        exc_type: &Bound<'_, PyAny>,
+        exc_val: &Bound<'_, PyAny>,
+        exc_tb: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let _ = (exc_type, exc_tb);
+        let this = slf.get();
+        let lending = &this.lender.get().lending;
+        Ok(match this.state.exit(slf.as_any(), lending, exc_val)? {
+            Some(rest) => rest,
+            None => lending.finished(slf.py(), true),
+        })
+    }
+
+    /// Slow path: the block now holds *conn*.
+    fn _hold(&self, conn: Py<PyAny>) {
+        self.state.hold(Some(conn));
+    }
+
+    /// Slow path: the block is free to enter again.
+    fn _release(&self) {
+        self.state.release();
+    }
+}
+
+/// An awaitable that is already done: awaiting it gives `value` at once,
+/// without a trip through the event loop.
+#[pyclass(frozen, module = "ferropool._core", name = "Ready")]
+pub struct Ready {
+    value: Option<Py<PyAny>>,
+}
+
+impl Ready {
+    fn new(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<Self>> {
+        Py::new(py, Self { value: Some(value) })
+    }
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Done at once: StopIteration carrying the value.
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        let Some(value) = &self.value else {
+            return Ok(None);
+        };
+        if value.bind(py).is_instance_of::<PyTuple>() {
+            return Err(PyStopIteration::new_err((value.clone_ref(py),)));
+        }
+        Err(PyStopIteration::new_err(value.clone_ref(py)))
+    }
+}
