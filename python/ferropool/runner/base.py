@@ -241,7 +241,9 @@ class RunnerBase(Generic[C]):
         # psycopg refuses a malformed conninfo or an unknown option with
         # ProgrammingError before it reaches a server.
         permanent = is_permanent(
-            self.driver.sqlstate(ex), client_side=isinstance(ex, e.ProgrammingError)
+            self.driver.sqlstate(ex),
+            client_side=isinstance(ex, e.ProgrammingError),
+            message=message,
         )
         outcome = self.core.connect_failed(ticket, message, permanent)
         if outcome != _core.ConnectOutcome.GAVE_UP:
