@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import suppress
-from types import TracebackType
 from typing import Any, Generic, cast
 
 from psycopg import Connection
@@ -41,6 +40,7 @@ from .runner.compat import PSYCOPG_VERSION, PoolConnection
 from .runner.psycopg_driver import PsycopgDriver
 from .runner.runner import Runner
 from .runner.settings import Settings
+from .scope import OpenClose
 
 CT = TypeVar("CT", bound="Connection[Any]", default="Connection[TupleRow]")
 
@@ -49,7 +49,7 @@ _DEFAULT_CONNECTION_CLASS: Any = Connection
 _IDLE = TransactionStatus.IDLE
 
 
-class ConnectionPool(PoolBase, _core.Lender[CT], Generic[CT]):
+class ConnectionPool(PoolBase, OpenClose, _core.Lender[CT], Generic[CT]):
     """A pool of psycopg connections, API-compatible with psycopg_pool's."""
 
     _runner: Runner[CT]
@@ -213,18 +213,10 @@ class ConnectionPool(PoolBase, _core.Lender[CT], Generic[CT]):
         self._runner.close(checks.seconds("timeout", timeout))
 
     def __enter__(self) -> Self:
+        # Opened by the block: no warning for the constructor's open=None.
         self._runner.implicit_open = False
         self._runner.update_fast_path()
-        self.open()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        return super().__enter__()
 
     # ---- borrowing ------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from types import TracebackType
 from typing import Any, Generic, cast
 
 from psycopg import AsyncConnection
@@ -40,6 +39,7 @@ from .runner.compat import PSYCOPG_VERSION, AsyncPoolConnection
 from .runner.psycopg_driver_async import AsyncPsycopgDriver
 from .runner.runner_async import AsyncRunner
 from .runner.settings import Settings
+from .scope_async import AsyncOpenClose
 
 ACT = TypeVar("ACT", bound="AsyncConnection[Any]", default="AsyncConnection[TupleRow]")
 
@@ -48,7 +48,7 @@ _DEFAULT_CONNECTION_CLASS: Any = AsyncConnection
 _IDLE = TransactionStatus.IDLE
 
 
-class AsyncConnectionPool(PoolBase, _core.AsyncLender[ACT], Generic[ACT]):
+class AsyncConnectionPool(PoolBase, AsyncOpenClose, _core.AsyncLender[ACT], Generic[ACT]):
     """A pool of psycopg connections, API-compatible with psycopg_pool's."""
 
     _runner: AsyncRunner[ACT]
@@ -231,18 +231,10 @@ class AsyncConnectionPool(PoolBase, _core.AsyncLender[ACT], Generic[ACT]):
         await self._runner.close(checks.seconds("timeout", timeout))
 
     async def __aenter__(self) -> Self:
+        # Opened by the block: no warning for the constructor's open=None.
         self._runner.implicit_open = False
         self._runner.update_fast_path()
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+        return await super().__aenter__()
 
     # ---- borrowing ------------------------------------------------------------
 

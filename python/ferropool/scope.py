@@ -11,6 +11,8 @@ closes with the default timeout, whatever the block raised.
 
 from __future__ import annotations
 
+from types import TracebackType
+
 from typing_extensions import Self
 
 
@@ -27,5 +29,10 @@ class OpenClose:
         self.open()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
         self.close()

@@ -9,6 +9,8 @@ closes with the default timeout, whatever the block raised.
 
 from __future__ import annotations
 
+from types import TracebackType
+
 from typing_extensions import Self
 
 
@@ -25,5 +27,10 @@ class AsyncOpenClose:
         await self.open()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
         await self.close()

@@ -8,8 +8,9 @@ cause is fixed while it runs. Observed from outside:
 * a waiting request gets PoolTimeout after its timeout, naming the last
   connection error (and never the password);
 * attempts back off: connections_errors grows at a bounded rate, not a
-  spin (the README: 50 ms doubling to 400 ms, a new round after each
-  reconnect_timeout);
+  spin (docs/migrating-from-psycopg-pool.md: 50 ms doubling to 400 ms, a new
+  round after each reconnect_timeout; an error no retry fixes, such as a
+  wrong password, 1 s doubling to 60 s);
 * reconnect_failed is called once attempts have failed for
   reconnect_timeout, and the pool keeps trying afterwards;
 * once the cause is fixed (a callable conninfo or kwargs now returning the
@@ -66,6 +67,8 @@ def exercise(
     fix: Callable[[], None],
     expected: str,
     watch: SecretWatch,
+    *,
+    permanent: bool = False,
 ) -> Figures:
     """Open a pool that cannot connect, check what a borrower and an
     operator see, fix the cause, and check the recovery."""
@@ -110,8 +113,12 @@ def exercise(
         sleep(WINDOW)
         e2, t2 = pool.get_stats()["connections_errors"], time.monotonic()
         rate = (e2 - e1) / (t2 - t1)
-        assert e2 > e1, "no attempt in the window: the pool stopped trying"
-        assert rate <= MAX_RATE_PER_SLOT * MIN_SIZE, f"{rate:.1f} attempts/s: a spin"
+        if permanent:
+            # 1 s, then 2 s between attempts: at most one per slot here.
+            assert e2 - e1 <= MIN_SIZE, f"{e2 - e1} attempts in {WINDOW} s: no backoff"
+        else:
+            assert e2 > e1, "no attempt in the window: the pool stopped trying"
+            assert rate <= MAX_RATE_PER_SLOT * MIN_SIZE, f"{rate:.1f} attempts/s: a spin"
 
         # reconnect_failed, and the pool keeps trying after it.
         wait_until(lambda: called, timeout=RECONNECT_TIMEOUT + DEADLINE, what="reconnect_failed")
@@ -177,6 +184,7 @@ def test_wrong_password(
         lambda: password.__setitem__(0, right),
         "password authentication failed",
         secret_watch,
+        permanent=True,
     )
     figures(f"wrong password ({where})", result)
 
