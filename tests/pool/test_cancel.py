@@ -653,6 +653,32 @@ async def test_null_pool_cancelled_waiter_takes_nothing(dsn: str) -> None:
             await conn.execute("select 1")
 
 
+async def test_null_pool_waiter_cancelled_after_a_grant_passes_the_capacity_on(
+    dsn: str,
+) -> None:
+    """A task cancelled after it was granted capacity never keeps it: the
+    next queued request gets it. Async only, like this whole module: the
+    grant and the cancellation land in one loop iteration, and a thread
+    cannot be cancelled."""
+    async with AsyncNullConnectionPool(dsn, max_size=1) as pool:
+        held = await pool.getconn()
+        first = asyncio.create_task(pool.getconn(timeout=60))
+        await queued(pool, 1)
+        second = asyncio.create_task(pool.getconn(timeout=60))
+        await queued(pool, 2)
+        await held.close()
+        # The grant to `first` lands in this loop iteration; cancel it
+        # before it runs.
+        await pool.putconn(held)
+        first.cancel()
+        conn = await asyncio.wait_for(second, DEADLINE)
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await pool.putconn(conn)
+        stats = pool.get_stats()
+        assert (stats["pool_size"], stats["requests_waiting"]) == (0, 0)
+
+
 # ---- anyio ----------------------------------------------------------------------
 
 
