@@ -10,7 +10,7 @@ ferropool and psycopg_pool run the same workload against the same server.
 
     python benches/callgrind.py [--dsn DSN] [--ops 2000,6000]
 
-Without --dsn a throwaway server is started (ferropool.embedded). Needs
+Without --dsn a throwaway server is started (ferropool.cli.embedded). Needs
 valgrind (Debian: apt-get install valgrind).
 """
 
@@ -120,7 +120,7 @@ def main() -> int:
     with ExitStack() as stack:
         dsn = opts.dsn
         if dsn is None:
-            from ferropool.embedded import EmbeddedPostgres
+            from ferropool.cli.embedded import EmbeddedPostgres
 
             dsn = stack.enter_context(EmbeddedPostgres()).dsn
         print(f"{'workload':<24} {'ferropool':>12} {'psycopg_pool':>14} {'ratio':>7}")

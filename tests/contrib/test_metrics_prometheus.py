@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, star
 from prometheus_client.parser import text_string_to_metric_families
 
 from ferropool import AsyncConnectionPool, ConnectionPool
-from ferropool.embedded import free_port
+from ferropool.cli.embedded import free_port
 from ferropool.metrics import COUNTERS, GAUGES
 from ferropool.metrics.prometheus import PoolCollector
 from tests.fixtures.helpers import DEADLINE, wait_until

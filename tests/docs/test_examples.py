@@ -33,7 +33,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ferropool.embedded import free_port
+from ferropool.cli.embedded import free_port
 from tests.fixtures.helpers import DEADLINE, count_backends, wait_until
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"

@@ -35,7 +35,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ferropool import ConnectionPool, PoolTimeout
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import sleep
 from tests.fixtures.helpers import DEADLINE, SIDE, available, wait_until
 from tests.fixtures.reliability import SecretWatch, report

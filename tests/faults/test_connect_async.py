@@ -35,7 +35,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ferropool import AsyncConnectionPool, PoolTimeout
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import asleep
 from tests.fixtures.helpers_async import DEADLINE, SIDE, available, wait_until_async
 from tests.fixtures.reliability import SecretWatch, report

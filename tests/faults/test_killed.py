@@ -38,7 +38,7 @@ import pytest
 
 import ferropool
 from ferropool import ConnectionPool
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import gather, sleep, spawn
 from tests.fixtures.helpers import (
     DEADLINE,

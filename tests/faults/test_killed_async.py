@@ -38,7 +38,7 @@ import pytest
 
 import ferropool
 from ferropool import AsyncConnectionPool
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import agather, asleep, aspawn
 from tests.fixtures.helpers_async import (
     DEADLINE,

@@ -44,7 +44,7 @@ import pytest
 from psycopg.pq import ExecStatus
 
 from ferropool import ConnectionPool, PoolTimeout
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import sleep
 from tests.fixtures.fault_proxy import FaultProxy, fault_proxy
 from tests.fixtures.helpers import DEADLINE, SIDE, available, wait_until

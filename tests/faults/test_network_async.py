@@ -43,7 +43,7 @@ import pytest
 from psycopg.pq import ExecStatus
 
 from ferropool import AsyncConnectionPool, PoolTimeout
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import asleep
 from tests.fixtures.fault_proxy import FaultProxy, fault_proxy
 from tests.fixtures.helpers_async import DEADLINE, SIDE, available, wait_until_async

@@ -37,7 +37,7 @@ import psycopg_pool
 import pytest
 
 import ferropool
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import sleep, to_thread
 from tests.fixtures.helpers import DEADLINE, SIDE, wait_until
 from tests.fixtures.load import (

@@ -37,7 +37,7 @@ import psycopg_pool
 import pytest
 
 import ferropool
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import asleep, ato_thread
 from tests.fixtures.helpers_async import DEADLINE, SIDE, wait_until_async
 from tests.fixtures.load_async import (

@@ -23,7 +23,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ferropool import ConnectionPool
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.helpers import DEADLINE, wait_until
 from tests.fixtures.reliability import by_mode, report, time_limit
 

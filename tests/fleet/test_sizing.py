@@ -28,7 +28,7 @@ from ferropool import (
     ConnectionPool,
     NullConnectionPool,
 )
-from ferropool.embedded import EmbeddedPostgres, free_port
+from ferropool.cli.embedded import EmbeddedPostgres, free_port
 from ferropool.sizing import (
     RULE_CORES,
     RULE_FLEET,

@@ -36,7 +36,7 @@ from ferropool import (
     PoolTimeout,
     TooManyRequests,
 )
-from ferropool.embedded import EmbeddedPostgres, free_port
+from ferropool.cli.embedded import EmbeddedPostgres, free_port
 from tests.fixtures.acompat import agather, aspawn
 from tests.fixtures.helpers_async import DEADLINE, queued, wait_backends, wait_until_async
 

@@ -26,7 +26,7 @@ import pytest
 from psycopg.pq import TransactionStatus
 
 from ferropool import ConnectionPool, PoolTimeout
-from ferropool.embedded import EmbeddedPostgres, free_port
+from ferropool.cli.embedded import EmbeddedPostgres, free_port
 from tests.fixtures.acompat import Event, Lock, gather, sleep, spawn, to_thread
 from tests.fixtures.helpers import (
     DEADLINE,

@@ -26,7 +26,7 @@ import pytest
 from psycopg.pq import TransactionStatus
 
 from ferropool import AsyncConnectionPool, PoolTimeout
-from ferropool.embedded import EmbeddedPostgres, free_port
+from ferropool.cli.embedded import EmbeddedPostgres, free_port
 from tests.fixtures.acompat import AEvent, ALock, agather, asleep, aspawn, ato_thread
 from tests.fixtures.helpers_async import (
     DEADLINE,

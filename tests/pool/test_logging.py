@@ -29,7 +29,7 @@ from ferropool import (
     NullConnectionPool,
     PoolTimeout,
 )
-from ferropool.embedded import EmbeddedPostgres, free_port
+from ferropool.cli.embedded import EmbeddedPostgres, free_port
 from tests.fixtures.helpers import DEADLINE, backend_pid, terminate_backend, wait_until
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(ferropool.__file__))

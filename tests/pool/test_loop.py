@@ -31,7 +31,7 @@ from ferropool import (
     ConnectionPool,
     NullConnectionPool,
 )
-from ferropool.embedded import free_port
+from ferropool.cli.embedded import free_port
 from tests.fixtures.helpers_async import (
     DEADLINE,
     backend_pid_async,

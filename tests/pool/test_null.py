@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from ferropool import NullConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
-from ferropool.embedded import free_port
+from ferropool.cli.embedded import free_port
 from tests.fixtures.acompat import Event, Lock, gather, sleep, spawn
 from tests.fixtures.fault_proxy import fault_proxy
 from tests.fixtures.helpers import (

@@ -19,7 +19,7 @@ from psycopg import errors as e
 from psycopg.conninfo import conninfo_to_dict
 
 from ferropool import ConnectionPool
-from ferropool.embedded import free_port
+from ferropool.cli.embedded import free_port
 from tests.fixtures.acompat import Event, gather, sleep, spawn
 from tests.fixtures.helpers import (
     DEADLINE,

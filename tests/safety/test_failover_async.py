@@ -19,7 +19,7 @@ from psycopg import errors as e
 from psycopg.conninfo import conninfo_to_dict
 
 from ferropool import AsyncConnectionPool
-from ferropool.embedded import free_port
+from ferropool.cli.embedded import free_port
 from tests.fixtures.acompat import AEvent, agather, asleep, aspawn
 from tests.fixtures.helpers_async import (
     DEADLINE,

@@ -24,7 +24,7 @@ from psycopg import errors as e
 from psycopg.pq import TransactionStatus
 
 from ferropool import ConnectionPool
-from ferropool.embedded import free_port
+from ferropool.cli.embedded import free_port
 from tests.fixtures.acompat import sleep
 from tests.fixtures.helpers import (
     DEADLINE,

@@ -111,8 +111,7 @@ def test_half_open_connection_is_found_by_keepalive(
         proxy.black_hole()
         proxy.restore()  # only the open connection goes silent
 
-        # The ping's own deadline is 5 s; the async ping takes about 5 s more
-        # (psycopg's query cancellation: the xfail in tests/faults/test_network).
+        # The ping's own deadline is 5 s (its hard deadline, sync and async).
         wait_until(
             lambda: pool.get_stats()["connections_lost"] == 1,
             timeout=DEADLINE + 10,

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from ferropool import ConnectionPool
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import gather, sleep, spawn, to_thread
 from tests.fixtures.helpers import DEADLINE, available, wait_backends, wait_until
 from tests.fixtures.load import wait_connectable

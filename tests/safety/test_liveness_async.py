@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from ferropool import AsyncConnectionPool
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import agather, asleep, aspawn, ato_thread
 from tests.fixtures.helpers_async import DEADLINE, available, wait_backends, wait_until_async
 from tests.fixtures.load_async import wait_connectable

@@ -30,7 +30,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ferropool import AsyncConnectionPool, AsyncNullConnectionPool, PoolTimeout
-from ferropool.embedded import EmbeddedPostgres, free_port
+from ferropool.cli.embedded import EmbeddedPostgres, free_port
 from ferropool.runner.secrets import MASK
 from tests.fixtures.helpers_async import DEADLINE
 from tests.fixtures.reliability import SecretWatch

@@ -28,7 +28,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ferropool import ConnectionPool, PoolTimeout
-from ferropool.embedded import EmbeddedPostgres
+from ferropool.cli.embedded import EmbeddedPostgres
 from tests.fixtures.acompat import sleep
 from tests.fixtures.components import require
 from tests.fixtures.helpers import DEADLINE, SIDE, wait_until

@@ -29,7 +29,7 @@ from ..sizing import read_budget
 from .errors import CliError, safe_message
 
 if TYPE_CHECKING:
-    from ..embedded import EmbeddedPostgres
+    from .embedded import EmbeddedPostgres
 
 __all__ = ["BenchServer", "ServerInfo", "bench_server"]
 
@@ -92,7 +92,7 @@ def bench_server(dsn: str | None, note: Callable[[str], None]) -> Iterator[Bench
 
 def _start_embedded(stack: ExitStack, note: Callable[[str], None]) -> tuple[EmbeddedPostgres, str]:
     """Start the most production-like server installed: TLS if the build has it."""
-    from .. import embedded
+    from . import embedded
 
     candidates: list[tuple[Path, bool, str]] = []
     debian = embedded.find_debian_bindir()

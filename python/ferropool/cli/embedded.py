@@ -428,7 +428,7 @@ class EmbeddedPostgres:
             }
         settings |= self._settings
         with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write("\n# ferropool.embedded\n")
+            conf.write("\n# ferropool.cli.embedded\n")
             conf.writelines(
                 f"{name} = {conf_quote(str(value))}\n" for name, value in settings.items()
             )
