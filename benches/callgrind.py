@@ -8,7 +8,11 @@ with N1 and N2 operations, and reports (I(N2) - I(N1)) / (N2 - N1): the
 instructions one operation costs, start-up and pool set-up cancelled out.
 ferropool and psycopg_pool run the same workload against the same server.
 
-    python benches/callgrind.py [--dsn DSN] [--ops 2000,6000]
+    python benches/callgrind.py [--dsn DSN] [--ops 2000,6000] [--lifo]
+
+``--lifo`` counts ferropool with ``lifo=True`` (the connection returned last
+lent first) instead of its default order, which spreads use over the idle
+connections: the two runs show what the default order costs.
 
 Without --dsn a throwaway server is started (ferropool.cli.embedded). Needs
 valgrind (Debian: apt-get install valgrind).
@@ -32,13 +36,15 @@ POOLS = ("ferropool", "psycopg_pool")
 _CHILD = r"""
 import asyncio, sys
 pool_kind, workload, dsn, ops = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+extra = {}
 if pool_kind == "ferropool":
     import ferropool as lib
+    extra = {"lifo": sys.argv[5] == "lifo"}
 else:
     import psycopg_pool as lib
 
 def sync_pool():
-    pool = lib.ConnectionPool(dsn, min_size=4, open=False)
+    pool = lib.ConnectionPool(dsn, min_size=4, open=False, **extra)
     pool.open(wait=True, timeout=60)
     return pool
 
@@ -52,7 +58,7 @@ def connection_block(pool, n):
             pass
 
 async def async_connection_block(n):
-    async with lib.AsyncConnectionPool(dsn, min_size=4, open=False) as pool:
+    async with lib.AsyncConnectionPool(dsn, min_size=4, open=False, **extra) as pool:
         await pool.wait(timeout=60)
         for _ in range(100):
             async with pool.connection():
@@ -74,7 +80,7 @@ else:
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def instructions(pool: str, workload: str, dsn: str, ops: int) -> int:
+def instructions(pool: str, workload: str, dsn: str, ops: int, order: str) -> int:
     """Instructions callgrind counts for one run of the child with *ops*."""
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
@@ -89,6 +95,7 @@ def instructions(pool: str, workload: str, dsn: str, ops: int) -> int:
                 workload,
                 dsn,
                 str(ops),
+                order,
             ],
             capture_output=True,
             text=True,
@@ -101,10 +108,9 @@ def instructions(pool: str, workload: str, dsn: str, ops: int) -> int:
     return int(found[-1])
 
 
-def per_operation(pool: str, workload: str, dsn: str, low: int, high: int) -> float:
-    return (instructions(pool, workload, dsn, high) - instructions(pool, workload, dsn, low)) / (
-        high - low
-    )
+def per_operation(pool: str, workload: str, dsn: str, low: int, high: int, order: str) -> float:
+    high_count = instructions(pool, workload, dsn, high, order)
+    return (high_count - instructions(pool, workload, dsn, low, order)) / (high - low)
 
 
 def main() -> int:
@@ -112,6 +118,9 @@ def main() -> int:
     parser.add_argument("--dsn", help="an existing server (default: a throwaway one)")
     parser.add_argument("--ops", default="2000,6000", help="the two operation counts N1,N2")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument(
+        "--lifo", action="store_true", help="ferropool with lifo=True (default: spread order)"
+    )
     opts = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind not found: apt-get install valgrind", file=sys.stderr)
@@ -125,7 +134,8 @@ def main() -> int:
             dsn = stack.enter_context(EmbeddedPostgres()).dsn
         print(f"{'workload':<24} {'ferropool':>12} {'psycopg_pool':>14} {'ratio':>7}")
         for workload in opts.workloads.split(","):
-            counts = {pool: per_operation(pool, workload, dsn, low, high) for pool in POOLS}
+            order = "lifo" if opts.lifo else "spread"
+            counts = {pool: per_operation(pool, workload, dsn, low, high, order) for pool in POOLS}
             ratio = counts["psycopg_pool"] / counts["ferropool"]
             print(
                 f"{workload:<24} {counts['ferropool']:>12,.0f} {counts['psycopg_pool']:>14,.0f}"
