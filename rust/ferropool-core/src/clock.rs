@@ -54,7 +54,10 @@ fn raw() -> Nanos {
     use std::sync::OnceLock;
     use std::time::Instant;
     static BASE: OnceLock<Instant> = OnceLock::new();
-    saturating_nanos(BASE.get_or_init(Instant::now).elapsed())
+    // Counted from one second, as CLOCK_MONOTONIC is (from boot): a pool
+    // made within the first second of the process would otherwise have
+    // epoch 0 and a first reading that can be 0, a slot's "never used".
+    saturating_nanos(BASE.get_or_init(Instant::now).elapsed()).saturating_add(1_000_000_000)
 }
 
 impl Clock {
