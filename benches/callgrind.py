@@ -7,13 +7,13 @@ callgrind twice, with N1 and N2 operations, and reports (I(N2) - I(N1)) /
 (N2 - N1): the instructions one operation costs. ferropool and psycopg_pool
 run the same workload against the same server.
 
-Only the measured loop is counted, and only on the thread that runs it: the
-loop runs inside ``exec()``, and callgrind collects inside that call alone
-(``--toggle-collect``), one count per thread (``--separate-threads``). Pool
-set-up, warm-up and the pools' background threads (whose wake-ups follow
-the wall clock, so a busy machine used to add hundreds of instructions per
-operation) are left out. Neither pool hands work to a background thread on
-these paths: both lend and take back on the caller's thread.
+Only the thread that runs the loop is counted (``--separate-threads``):
+the pools' background threads wake up by the wall clock, so on a busy
+machine they used to add hundreds of instructions per operation. On that
+thread callgrind collects only inside ``exec()`` (``--toggle-collect``):
+the measured loop, and the module imports, which are the same in both runs
+and cancel out with the set-up. Neither pool hands work to a background
+thread on these paths: both lend and take back on the caller's thread.
 
     python benches/callgrind.py [--dsn DSN] [--ops 1000,3000] [--lifo] [--build DIR]
 
