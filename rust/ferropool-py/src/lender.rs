@@ -240,9 +240,24 @@ impl Lending {
         conn: &Bound<'_, PyAny>,
         is_async: bool,
     ) -> PyResult<Py<PyAny>> {
+        let outcome = self.give_back(pool, conn, false)?;
+        Ok(match self.finish_return(pool, conn, outcome)? {
+            Some(rest) => rest.unbind(),
+            None => self.finished(pool.py(), is_async),
+        })
+    }
+
+    /// What is left of a return after `give_back`: None when the
+    /// connection is back (`Kept`), else the slow path's result.
+    fn finish_return<'py>(
+        &self,
+        pool: &Bound<'py, PyAny>,
+        conn: &Bound<'py, PyAny>,
+        outcome: GiveBack,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = pool.py();
-        let rest = match self.give_back(pool, conn, false)? {
-            GiveBack::Kept => return Ok(self.finished(py, is_async)),
+        Ok(Some(match outcome {
+            GiveBack::Kept => return Ok(None),
             GiveBack::Slow => pool.call_method1(intern!(py, "_putconn_slow"), (conn,))?,
             GiveBack::Retired(reason) => self
                 .runner(py)?
@@ -250,8 +265,7 @@ impl Lending {
             GiveBack::NotLent => self
                 .runner(py)?
                 .call_method1(intern!(py, "checkin"), (conn,))?,
-        };
-        Ok(rest.unbind())
+        }))
     }
 
     /// What a finished call returns: None, or for async an awaitable
@@ -539,18 +553,10 @@ impl BlockState {
         let pool = self.pool.bind(py);
         if exc_val.is_none() && lending.flags() == 0 && is_idle(&conn) {
             // Nothing to commit: the block's connection goes straight back.
-            let rest = lending.give_back(pool, &conn, true);
+            let outcome = lending.give_back(pool, &conn, true);
             self.release();
-            let runner = lending.runner(py)?;
-            let rest = match rest? {
-                GiveBack::Kept => return Ok(None),
-                GiveBack::Slow => pool.call_method1(intern!(py, "_putconn_slow"), (&conn,))?,
-                GiveBack::Retired(reason) => {
-                    runner.call_method1(intern!(py, "close_connection"), (&conn, reason))?
-                }
-                GiveBack::NotLent => runner.call_method1(intern!(py, "checkin"), (&conn,))?,
-            };
-            return Ok(Some(rest.unbind()));
+            let rest = lending.finish_return(pool, &conn, outcome?)?;
+            return Ok(rest.map(Bound::unbind));
         }
         let rest = pool.call_method1(intern!(py, "_exit_block"), (block, &conn, exc_val));
         if rest.is_err() {
@@ -558,6 +564,34 @@ impl BlockState {
         }
         Ok(Some(rest?.unbind()))
     }
+}
+
+/// The methods both blocks have, and each one's own (`$own`).
+macro_rules! block_methods {
+    ($ty:ty, $($own:tt)*) => {
+        #[pymethods]
+        impl $ty {
+            $($own)*
+
+            #[classmethod]
+            fn __class_getitem__<'py>(
+                cls: &Bound<'py, PyType>,
+                _item: &Bound<'py, PyAny>,
+            ) -> Bound<'py, PyType> {
+                cls.clone()
+            }
+
+            /// Slow path: the block now holds *conn*.
+            fn _hold(&self, conn: Py<PyAny>) {
+                self.state.hold(Some(conn));
+            }
+
+            /// Slow path: the block is free to enter again.
+            fn _release(&self) {
+                self.state.release();
+            }
+        }
+    };
 }
 
 /// What `ConnectionPool.connection()` returns: a connection lent for one
@@ -569,16 +603,8 @@ pub struct Block {
     lender: Py<Lender>,
 }
 
-#[pymethods]
-impl Block {
-    #[classmethod]
-    fn __class_getitem__<'py>(
-        cls: &Bound<'py, PyType>,
-        _item: &Bound<'py, PyAny>,
-    ) -> Bound<'py, PyType> {
-        cls.clone()
-    }
-
+block_methods! {
+    Block,
     fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let this = slf.get();
         match this.state.enter(slf.as_any(), &this.lender.get().lending)? {
@@ -599,16 +625,6 @@ impl Block {
             .exit(slf.as_any(), &this.lender.get().lending, exc_val)?;
         Ok(())
     }
-
-    /// Slow path: the block now holds *conn*.
-    fn _hold(&self, conn: Py<PyAny>) {
-        self.state.hold(Some(conn));
-    }
-
-    /// Slow path: the block is free to enter again.
-    fn _release(&self) {
-        self.state.release();
-    }
 }
 
 /// What `AsyncConnectionPool.connection()` returns: a connection lent for
@@ -620,16 +636,8 @@ pub struct AsyncBlock {
     lender: Py<AsyncLender>,
 }
 
-#[pymethods]
-impl AsyncBlock {
-    #[classmethod]
-    fn __class_getitem__<'py>(
-        cls: &Bound<'py, PyType>,
-        _item: &Bound<'py, PyAny>,
-    ) -> Bound<'py, PyType> {
-        cls.clone()
-    }
-
+block_methods! {
+    AsyncBlock,
     fn __aenter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let this = slf.get();
         match this.state.enter(slf.as_any(), &this.lender.get().lending)? {
@@ -652,16 +660,6 @@ impl AsyncBlock {
             Some(rest) => rest,
             None => lending.finished(slf.py(), true),
         })
-    }
-
-    /// Slow path: the block now holds *conn*.
-    fn _hold(&self, conn: Py<PyAny>) {
-        self.state.hold(Some(conn));
-    }
-
-    /// Slow path: the block is free to enter again.
-    fn _release(&self) {
-        self.state.release();
     }
 }
 
