@@ -222,9 +222,7 @@ impl Model {
     }
 
     fn check(&self) {
-        let held: HashSet<u64> = self.held.iter().copied().collect();
-        assert_eq!(held.len(), self.held.len(), "a payload is held twice");
-        assert!(held.is_disjoint(&self.closed), "a closed payload is held");
+        check_held(&self.held, &self.closed);
 
         // [Free, Reserved, Idle, InUse, Returning, Handoff, Retiring]
         let phases = self.pool.phase_counts();
@@ -440,9 +438,7 @@ impl NullModel {
     }
 
     fn check(&self) {
-        let held: HashSet<u64> = self.held.iter().copied().collect();
-        assert_eq!(held.len(), self.held.len(), "a payload is held twice");
-        assert!(held.is_disjoint(&self.closed), "a closed payload is held");
+        check_held(&self.held, &self.closed);
 
         // [Free, Reserved, Idle, InUse, Returning, Handoff, Retiring, Validating]
         let phases = self.pool.phase_counts();
@@ -499,4 +495,11 @@ proptest! {
             m.check();
         }
     }
+}
+
+/// Every model's first check: no payload held twice, none closed held.
+fn check_held(held: &[u64], closed: &HashSet<u64>) {
+    let set: HashSet<u64> = held.iter().copied().collect();
+    assert_eq!(set.len(), held.len(), "a payload is held twice");
+    assert!(set.is_disjoint(closed), "a closed payload is held");
 }
