@@ -27,15 +27,6 @@ from tests.fixtures.helpers import DEADLINE
 UNREACHABLE = "host=127.0.0.1 port=1 connect_timeout=1"
 
 
-def settled(pool: Any, key: str, value: int) -> None:
-    """Wait (up to DEADLINE) until pool.get_stats()[key] == value."""
-    for _ in range(int(DEADLINE / 0.01)):
-        if pool.get_stats()[key] == value:
-            return
-        sleep(0.01)
-    raise AssertionError(f"{key} is {pool.get_stats()[key]}, expected {value}")
-
-
 # ---- NullConnectionPool.wait() (issue 13.3) -------------------------------------------
 
 

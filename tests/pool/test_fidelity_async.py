@@ -22,21 +22,12 @@ import pytest
 from ferropool import AsyncConnectionPool, AsyncNullConnectionPool, PoolTimeout
 from tests.fixtures.acompat import asleep
 from tests.fixtures.fault_proxy import fault_proxy
-from tests.fixtures.helpers import DEADLINE
+from tests.fixtures.helpers_async import DEADLINE
 
 if True:  # ASYNC
     pytestmark = pytest.mark.anyio
 
 UNREACHABLE = "host=127.0.0.1 port=1 connect_timeout=1"
-
-
-async def settled(pool: Any, key: str, value: int) -> None:
-    """Wait (up to DEADLINE) until pool.get_stats()[key] == value."""
-    for _ in range(int(DEADLINE / 0.01)):
-        if pool.get_stats()[key] == value:
-            return
-        await asleep(0.01)
-    raise AssertionError(f"{key} is {pool.get_stats()[key]}, expected {value}")
 
 
 # ---- NullConnectionPool.wait() (issue 13.3) -------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 
 from ferropool import ConnectionPool
 from tests.fixtures.acompat import sleep
-from tests.fixtures.helpers import DEADLINE
+from tests.fixtures.helpers import DEADLINE, available
 
 
 def stuck(*args: Any) -> None:
@@ -32,15 +32,6 @@ def stuck(*args: Any) -> None:
 def interrupted(request: Callable[[], Any]) -> None:
     with pytest.raises(KeyboardInterrupt):
         request()
-
-
-def settled(pool: Any, key: str, value: int) -> None:
-    """Wait (up to DEADLINE) until pool.get_stats()[key] == value."""
-    for _ in range(int(DEADLINE / 0.01)):
-        if pool.get_stats()[key] == value:
-            return
-        sleep(0.01)
-    raise AssertionError(f"{key} is {pool.get_stats()[key]}, expected {value}")
 
 
 @pytest.mark.parametrize("callback", ["reset", "on_checkin", "on_checkout", "check"])
@@ -55,7 +46,7 @@ def test_an_interrupted_callback_loses_no_connection(dsn: str, callback: str) ->
         for _ in range(10):
             interrupted(borrow)
         # Each connection is back, or discarded and replaced: none is lost.
-        settled(pool, "pool_available", 2)
+        available(pool, 2)
         assert pool.get_stats()["pool_size"] == 2
 
 

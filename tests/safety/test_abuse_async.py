@@ -21,7 +21,7 @@ import pytest
 
 from ferropool import AsyncConnectionPool
 from tests.fixtures.acompat import asleep
-from tests.fixtures.helpers import DEADLINE
+from tests.fixtures.helpers_async import DEADLINE, available
 
 if True:  # ASYNC
     import asyncio
@@ -48,15 +48,6 @@ else:
             request()
 
 
-async def settled(pool: Any, key: str, value: int) -> None:
-    """Wait (up to DEADLINE) until pool.get_stats()[key] == value."""
-    for _ in range(int(DEADLINE / 0.01)):
-        if pool.get_stats()[key] == value:
-            return
-        await asleep(0.01)
-    raise AssertionError(f"{key} is {pool.get_stats()[key]}, expected {value}")
-
-
 @pytest.mark.parametrize("callback", ["reset", "on_checkin", "on_checkout", "check"])
 async def test_an_interrupted_callback_loses_no_connection(dsn: str, callback: str) -> None:
     async with AsyncConnectionPool(dsn, min_size=2, **{callback: stuck}) as pool:
@@ -69,7 +60,7 @@ async def test_an_interrupted_callback_loses_no_connection(dsn: str, callback: s
         for _ in range(10):
             await interrupted(borrow)
         # Each connection is back, or discarded and replaced: none is lost.
-        await settled(pool, "pool_available", 2)
+        await available(pool, 2)
         assert pool.get_stats()["pool_size"] == 2
 
 
