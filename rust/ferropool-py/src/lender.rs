@@ -69,10 +69,10 @@ enum Lend {
     Slow,
 }
 
-/// What came of a return on the fast path, after the marker check.
-enum GiveBack {
-    /// Back in the pool (or handed to a waiter).
-    Kept,
+/// What is left of a return the fast path could not finish (`give_back`
+/// gives `None` when the connection is back in the pool, or handed to a
+/// waiter); `finish_return` carries it out.
+enum Unfinished {
     /// Unmarked; the rest is the pool's `_putconn_slow(conn)`.
     Slow,
     /// The core retired it: the runner closes it for this reason.
@@ -172,15 +172,16 @@ impl Lending {
     }
 
     /// The fast path of putconn(conn): `Err` from the marker check (not
-    /// lent by this pool: the runner's ValueError), else see `GiveBack`.
-    #[inline]
+    /// lent by this pool: the runner's ValueError), `None` when the
+    /// connection is back, else what is left (see `Unfinished`).
     /// `known_idle`: the caller already read the status (a block's exit).
+    #[inline]
     fn give_back(
         &self,
         pool: &Bound<'_, PyAny>,
         conn: &Bound<'_, PyAny>,
         known_idle: bool,
-    ) -> PyResult<GiveBack> {
+    ) -> PyResult<Option<Unfinished>> {
         let py = pool.py();
         let core = self.core()?;
         let ours = conn
@@ -195,17 +196,17 @@ impl Lending {
         }
         conn.setattr(intern!(py, "_pool"), py.None())?;
         if self.flags() & CLOSE_RETURNS != 0 || core.slow_bits() & SLOW_CHECKIN != 0 {
-            return Ok(GiveBack::Slow);
+            return Ok(Some(Unfinished::Slow));
         }
         if !known_idle && !is_idle(conn) {
-            return Ok(GiveBack::Slow);
+            return Ok(Some(Unfinished::Slow));
         }
         let ptr = conn.as_ptr();
         Ok(
             match core.pool().checkin(key(conn), |c| c.as_ptr() == ptr) {
-                Ok(Checkin::Kept) => GiveBack::Kept,
-                Ok(Checkin::Close(_, reason)) => GiveBack::Retired(reason.as_str()),
-                Err(_) => GiveBack::NotLent,
+                Ok(Checkin::Kept) => None,
+                Ok(Checkin::Close(_, reason)) => Some(Unfinished::Retired(reason.as_str())),
+                Err(_) => Some(Unfinished::NotLent),
             },
         )
     }
@@ -240,32 +241,29 @@ impl Lending {
         conn: &Bound<'_, PyAny>,
         is_async: bool,
     ) -> PyResult<Py<PyAny>> {
-        let outcome = self.give_back(pool, conn, false)?;
-        Ok(match self.finish_return(pool, conn, outcome)? {
-            Some(rest) => rest.unbind(),
-            None => self.finished(pool.py(), is_async),
-        })
+        match self.give_back(pool, conn, false)? {
+            None => Ok(self.finished(pool.py(), is_async)),
+            Some(rest) => Ok(self.finish_return(pool, conn, rest)?.unbind()),
+        }
     }
 
-    /// What is left of a return after `give_back`: None when the
-    /// connection is back (`Kept`), else the slow path's result.
+    /// Carry out what `give_back` left of a return: the slow path's result.
     fn finish_return<'py>(
         &self,
         pool: &Bound<'py, PyAny>,
         conn: &Bound<'py, PyAny>,
-        outcome: GiveBack,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        rest: Unfinished,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let py = pool.py();
-        Ok(Some(match outcome {
-            GiveBack::Kept => return Ok(None),
-            GiveBack::Slow => pool.call_method1(intern!(py, "_putconn_slow"), (conn,))?,
-            GiveBack::Retired(reason) => self
+        match rest {
+            Unfinished::Slow => pool.call_method1(intern!(py, "_putconn_slow"), (conn,)),
+            Unfinished::Retired(reason) => self
                 .runner(py)?
-                .call_method1(intern!(py, "close_connection"), (conn, reason))?,
-            GiveBack::NotLent => self
+                .call_method1(intern!(py, "close_connection"), (conn, reason)),
+            Unfinished::NotLent => self
                 .runner(py)?
-                .call_method1(intern!(py, "checkin"), (conn,))?,
-        }))
+                .call_method1(intern!(py, "checkin"), (conn,)),
+        }
     }
 
     /// What a finished call returns: None, or for async an awaitable
@@ -555,8 +553,10 @@ impl BlockState {
             // Nothing to commit: the block's connection goes straight back.
             let outcome = lending.give_back(pool, &conn, true);
             self.release();
-            let rest = lending.finish_return(pool, &conn, outcome?)?;
-            return Ok(rest.map(Bound::unbind));
+            return match outcome? {
+                None => Ok(None),
+                Some(rest) => Ok(Some(lending.finish_return(pool, &conn, rest)?.unbind())),
+            };
         }
         let rest = pool.call_method1(intern!(py, "_exit_block"), (block, &conn, exc_val));
         if rest.is_err() {
