@@ -104,7 +104,7 @@ def _run(ctx: ScenarioContext, loop: asyncio.AbstractEventLoop) -> tuple[Measure
             )
     finally:
         for kind, stack in stacks.items():
-            with ctx.meter.charge(kind):
+            with ctx.meter.charge(kind, closes=True):
                 loop.run_until_complete(stack.aclose())
     return tuple(results)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
-from time import perf_counter, sleep
+from time import perf_counter
 from typing import TYPE_CHECKING, TypeVar
 
 from .contenders import (
@@ -96,21 +96,19 @@ def alternate(
     """Warm each entry up, then run the plan's rounds of each, alternately."""
     plan, progress, meter = ctx.plan, ctx.progress, ctx.meter
     seconds = plan.round_seconds if round_seconds is None else round_seconds
-    # A pause after each round of a new connection per request, charged to
-    # it: it closed connections whose server processes are still exiting.
-    settle = {e.name: plan.settle_seconds if e.name == NEW_CONNECTION else 0.0 for e in entries}
+    # A new connection per request closes all it opened by a round's end;
+    # its server processes exit on its account, not the next contender's.
+    closes = {e.name: e.name == NEW_CONNECTION for e in entries}
     for entry in entries:
         progress(title, entry.name, "warm-up", plan.warmup_seconds)
-        with meter.charge(entry.name):
+        with meter.charge(entry.name, closes=closes[entry.name]):
             entry.run_round(plan.warmup_seconds)
-            sleep(settle[entry.name])
     rounds: dict[str, list[RoundResult]] = {e.name: [] for e in entries}
     for i in range(plan.rounds):
         for entry in entries:
             progress(title, entry.name, f"round {i + 1}/{plan.rounds}", seconds)
-            with meter.charge(entry.name):
+            with meter.charge(entry.name, closes=closes[entry.name]):
                 rounds[entry.name].append(entry.run_round(seconds))
-                sleep(settle[entry.name])
     return tuple(ContenderResult(e.name, e.configuration, tuple(rounds[e.name])) for e in entries)
 
 
@@ -144,7 +142,7 @@ def charged(meter: CostMeter, name: str, opened: AbstractContextManager[T]) -> I
         try:
             yield value
         finally:
-            with meter.charge(name):
+            with meter.charge(name, closes=True):
                 stack.close()
 
 

@@ -26,9 +26,6 @@ class Plan:
     warmup_seconds: float
     # One round of HTTP load; wrk only takes whole seconds.
     http_round_seconds: int
-    # Pause after a round that closed connections, so that their server
-    # processes exit on the closing contender's time, not the next one's.
-    settle_seconds: float
 
 
 # About three and a half minutes on a 2-core machine, end to end over HTTP
@@ -39,7 +36,6 @@ FULL: Final = Plan(
     round_seconds=0.2,
     warmup_seconds=0.1,
     http_round_seconds=2,
-    settle_seconds=0.2,
 )
 # About a minute, server start included: every scenario, rougher medians.
 # Rounds shorter than 0.1 s mislead under contention: psycopg_pool's lock
@@ -51,5 +47,4 @@ QUICK: Final = Plan(
     round_seconds=0.1,
     warmup_seconds=0.05,
     http_round_seconds=1,
-    settle_seconds=0.05,
 )

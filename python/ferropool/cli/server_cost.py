@@ -5,10 +5,14 @@ The cost pooling exists to avoid, measured from outside the contenders:
 * connections opened: ``pg_stat_database.sessions`` (PostgreSQL 14+), read
   before and after each stretch of one contender's work (opening, each
   round, closing) and charged to it. A backend counts its session before
-  its first ReadyForQuery, so the count is current once connect() returns,
-  except that from PostgreSQL 15 a backend that finds the shared stats
-  entry locked by another's flush counts itself later (within 10 s): with
-  many connections opening at once, one may land on the next stretch;
+  its first ReadyForQuery, except that from PostgreSQL 15 a backend that
+  finds the shared stats entry locked by another's flush counts itself
+  later: when it next goes idle, or at the latest when it exits, before it
+  leaves pg_stat_activity. So a stretch that ends with the contender's
+  connections closed (``charge(..., closes=True)``) waits until
+  pg_stat_activity shows none of them: a client's close() returns before
+  the server process has exited, and without the wait its count would land
+  on the next contender's stretch;
 * peak backends: a monitor thread samples pg_stat_activity, grouped by the
   application_name every contender tags its connections with;
 * sockets left in TIME_WAIT: entries of /proc/net/tcp{,6} in state 06 with
@@ -26,6 +30,7 @@ small query every 25 ms.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +52,14 @@ _BACKENDS: Final = (
     " group by application_name"
 )
 _SESSIONS: Final = "select sessions from pg_stat_database where datname = current_database()"
+_STILL_THERE: Final = (
+    "select count(*) from pg_stat_activity"
+    " where backend_type = 'client backend' and application_name = %s"
+)
+# How long a stretch that closed its connections waits for their server
+# processes to exit: far more than an exit takes, even on a loaded machine.
+_EXIT_TIMEOUT: Final = 30.0
+_EXIT_POLL: Final = 0.005
 
 # (local address:port, remote address:port) -> timer of the TIME_WAIT entry
 _Sockets = dict[tuple[str, str], int]
@@ -73,12 +86,18 @@ class CostMeter:
         self._sampler.start()
 
     @contextmanager
-    def charge(self, contender: str) -> Iterator[None]:
-        """Charge what the server does inside the block to *contender*."""
+    def charge(self, contender: str, *, closes: bool = False) -> Iterator[None]:
+        """Charge what the server does inside the block to *contender*.
+
+        *closes*: the block ends with all of the contender's connections
+        closed; the stretch lasts until their server processes have exited.
+        """
         sessions, sockets = self._sessions(), time_wait_sockets(self._port)
         try:
             yield
         finally:
+            if closes:
+                self._wait_for_exits(self._names[contender])
             after = self._sessions()
             if sessions is not None and after is not None:
                 self._opened[contender] += after - sessions
@@ -126,6 +145,18 @@ class CostMeter:
             return None
         row = self._conn.execute(_SESSIONS).fetchone()
         return int(row[0]) if row else None
+
+    def _wait_for_exits(self, app: str) -> None:
+        deadline = time.monotonic() + _EXIT_TIMEOUT
+        while time.monotonic() < deadline:
+            row = self._conn.execute(_STILL_THERE, (app,)).fetchone()
+            if not row or not row[0]:
+                return
+            time.sleep(_EXIT_POLL)
+        raise RuntimeError(
+            f"the server still has connections tagged {app!r} {_EXIT_TIMEOUT:.0f} s after"
+            " their contender closed them all"
+        )
 
     def _sample(self) -> None:
         # psycopg serialises the connection between this thread and charge().
