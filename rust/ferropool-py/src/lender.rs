@@ -73,6 +73,10 @@ enum Lend {
 /// gives `None` when the connection is back in the pool, or handed to a
 /// waiter); `finish_return` carries it out.
 enum Unfinished {
+    /// Lent by this pool, still marked, not idle: a transaction to end.
+    /// A block's exit commits it (`_exit_block`); putconn unmarks it and
+    /// goes on as `Slow`.
+    Busy,
     /// Unmarked; the rest is the pool's `_putconn_slow(conn)`.
     Slow,
     /// The core retired it: the runner closes it for this reason.
@@ -149,7 +153,7 @@ impl Lending {
         let core = self.core()?;
         let lent = core
             .pool()
-            .checkout(|c| c.clone_ref(py))
+            .checkout(|c| c.lend(py))
             .map_err(|e| to_py(py, e))?;
         let Some(lent) = lent else {
             return Ok(Lend::Runner(None));
@@ -165,50 +169,75 @@ impl Lending {
             let ptr = conn.as_ptr();
             let _ = core
                 .pool()
-                .checkin(key(conn.bind(py)), |c| c.as_ptr() == ptr);
+                .checkin(key(conn.bind(py)), |c| c.is(ptr));
             return Err(e);
         }
         Ok(Lend::Lent(conn))
     }
 
-    /// The fast path of putconn(conn): `Err` from the marker check (not
-    /// lent by this pool: the runner's ValueError), `None` when the
-    /// connection is back, else what is left (see `Unfinished`).
-    /// `known_idle`: the caller already read the status (a block's exit).
+    /// The fast path of putconn(conn): `Err` when the connection is not
+    /// this pool's (the runner's ValueError), `None` when it is back, else
+    /// what is left (see `Unfinished`).
     #[inline]
     fn give_back(
         &self,
         pool: &Bound<'_, PyAny>,
         conn: &Bound<'_, PyAny>,
-        known_idle: bool,
     ) -> PyResult<Option<Unfinished>> {
         let py = pool.py();
         let core = self.core()?;
-        let ours = conn
+        let fast = self.flags() & CLOSE_RETURNS == 0 && core.slow_bits() & SLOW_CHECKIN == 0;
+        if fast {
+            // The core finds the connection among those it lent, by
+            // identity: no need to read the marker. While the core holds
+            // the slot, the status is read (from the pgconn it keeps) and
+            // the marker cleared: once the slot is free, another borrower
+            // may take the connection and mark it.
+            let ptr = conn.as_ptr();
+            let mut busy = false;
+            let checkin = core.pool().checkin(key(conn), |c| {
+                if !c.is(ptr) {
+                    return false;
+                }
+                if !c.pgconn().is_some_and(|pg| is_idle(pg.bind(py))) {
+                    busy = true;
+                    return false;
+                }
+                unmark(conn).is_ok()
+            });
+            match checkin {
+                Ok(Checkin::Kept) => return Ok(None),
+                Ok(Checkin::Close(_, reason)) => {
+                    return Ok(Some(Unfinished::Retired(reason.as_str())))
+                }
+                Err(_) if busy => return Ok(Some(Unfinished::Busy)),
+                // Not among the connections the core lent: the marker says
+                // whether this pool lent it before a fork.
+                Err(_) => {}
+            }
+        }
+        let marked = conn
             .getattr_opt(intern!(py, "_pool"))
             .ok()
             .flatten()
             .is_some_and(|p| p.is(pool));
-        if !ours {
+        if !marked {
             self.runner(py)?
                 .call_method1(intern!(py, "refuse"), (conn,))?;
             return Err(PyRuntimeError::new_err("refuse() returned"));
         }
-        conn.setattr(intern!(py, "_pool"), py.None())?;
-        if self.flags() & CLOSE_RETURNS != 0 || core.slow_bits() & SLOW_CHECKIN != 0 {
-            return Ok(Some(Unfinished::Slow));
+        let idle = conn
+            .getattr(intern!(py, "pgconn"))
+            .is_ok_and(|pg| is_idle(&pg));
+        if !idle {
+            return Ok(Some(Unfinished::Busy));
         }
-        if !known_idle && !is_idle(conn) {
-            return Ok(Some(Unfinished::Slow));
-        }
-        let ptr = conn.as_ptr();
-        Ok(
-            match core.pool().checkin(key(conn), |c| c.as_ptr() == ptr) {
-                Ok(Checkin::Kept) => None,
-                Ok(Checkin::Close(_, reason)) => Some(Unfinished::Retired(reason.as_str())),
-                Err(_) => Some(Unfinished::NotLent),
-            },
-        )
+        unmark(conn)?;
+        Ok(Some(if fast {
+            Unfinished::NotLent
+        } else {
+            Unfinished::Slow
+        }))
     }
 
     /// Carry out a borrow: the connection (sync), or what to await (async:
@@ -241,8 +270,14 @@ impl Lending {
         conn: &Bound<'_, PyAny>,
         is_async: bool,
     ) -> PyResult<Py<PyAny>> {
-        match self.give_back(pool, conn, false)? {
+        match self.give_back(pool, conn)? {
             None => Ok(self.finished(pool.py(), is_async)),
+            Some(Unfinished::Busy) => {
+                unmark(conn)?;
+                Ok(self
+                    .finish_return(pool, conn, Unfinished::Slow)?
+                    .unbind())
+            }
             Some(rest) => Ok(self.finish_return(pool, conn, rest)?.unbind()),
         }
     }
@@ -256,7 +291,9 @@ impl Lending {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = pool.py();
         match rest {
-            Unfinished::Slow => pool.call_method1(intern!(py, "_putconn_slow"), (conn,)),
+            Unfinished::Busy | Unfinished::Slow => {
+                pool.call_method1(intern!(py, "_putconn_slow"), (conn,))
+            }
             Unfinished::Retired(reason) => self
                 .runner(py)?
                 .call_method1(intern!(py, "close_connection"), (conn, reason)),
@@ -287,14 +324,20 @@ fn unbound() -> PyErr {
     PyRuntimeError::new_err("this pool was not initialised (its __init__ did not run)")
 }
 
-/// `conn.pgconn.transaction_status == IDLE`; false if it cannot be read.
+/// `pgconn.transaction_status == IDLE`; false if it cannot be read.
 #[inline]
-fn is_idle(conn: &Bound<'_, PyAny>) -> bool {
-    let py = conn.py();
-    conn.getattr(intern!(py, "pgconn"))
-        .and_then(|pg| pg.getattr(intern!(py, "transaction_status")))
+fn is_idle(pgconn: &Bound<'_, PyAny>) -> bool {
+    pgconn
+        .getattr(intern!(pgconn.py(), "transaction_status"))
         .and_then(|s| s.extract::<i64>())
         .is_ok_and(|s| s == IDLE)
+}
+
+/// Clear psycopg's marker: the connection is no longer lent by a pool.
+#[inline]
+fn unmark(conn: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = conn.py();
+    conn.setattr(intern!(py, "_pool"), py.None())
 }
 
 /// The native base of `ConnectionPool`: getconn, putconn and connection()
@@ -549,14 +592,24 @@ impl BlockState {
         };
         let conn = conn.into_bound(py);
         let pool = self.pool.bind(py);
-        if exc_val.is_none() && lending.flags() == 0 && is_idle(&conn) {
-            // Nothing to commit: the block's connection goes straight back.
-            let outcome = lending.give_back(pool, &conn, true);
-            self.release();
-            return match outcome? {
-                None => Ok(None),
-                Some(rest) => Ok(Some(lending.finish_return(pool, &conn, rest)?.unbind())),
-            };
+        if exc_val.is_none() && lending.flags() == 0 {
+            // Nothing to commit if it is idle: then it goes straight back.
+            let outcome = lending.give_back(pool, &conn);
+            match outcome {
+                Ok(Some(Unfinished::Busy)) => {}
+                Ok(None) => {
+                    self.release();
+                    return Ok(None);
+                }
+                Ok(Some(rest)) => {
+                    self.release();
+                    return Ok(Some(lending.finish_return(pool, &conn, rest)?.unbind()));
+                }
+                Err(e) => {
+                    self.release();
+                    return Err(e);
+                }
+            }
         }
         let rest = pool.call_method1(intern!(py, "_exit_block"), (block, &conn, exc_val));
         if rest.is_err() {

@@ -18,13 +18,64 @@ use ferropool_core::{
     Begin, Checkin, Config, ConnectFailed, Connected, Failure, Loss, Pool, Served, WaitTicket,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::errors::{self, config_to_py, to_py};
 use crate::wait;
 
-type Conn = Py<PyAny>;
+/// A connection as the core holds it: the object and, for a psycopg
+/// connection, its `pgconn`, read once when the pool gets the connection
+/// (psycopg sets it once, in the constructor). A fast return reads the
+/// transaction status from it, which spares a lookup in the connection's
+/// attributes on every return.
+pub(crate) struct Conn {
+    obj: Py<PyAny>,
+    pgconn: Option<Py<PyAny>>,
+}
+
+impl Conn {
+    fn new(conn: &Bound<'_, PyAny>) -> Self {
+        let py = conn.py();
+        Self {
+            obj: conn.clone().unbind(),
+            // DB-API connections have none; their returns take the slow path.
+            pgconn: conn
+                .getattr_opt(intern!(py, "pgconn"))
+                .ok()
+                .flatten()
+                .map(Bound::unbind),
+        }
+    }
+
+    /// A new reference to the connection, for its borrower.
+    #[inline]
+    pub(crate) fn lend(&self, py: Python<'_>) -> Py<PyAny> {
+        self.obj.clone_ref(py)
+    }
+
+    /// Whether this is the connection `ptr` points to.
+    #[inline]
+    pub(crate) fn is(&self, ptr: *mut pyo3::ffi::PyObject) -> bool {
+        self.obj.as_ptr() == ptr
+    }
+
+    #[inline]
+    pub(crate) fn pgconn(&self) -> Option<&Py<PyAny>> {
+        self.pgconn.as_ref()
+    }
+}
+
+impl<'py> IntoPyObject<'py> for Conn {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = std::convert::Infallible;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        Ok(self.obj.into_bound(py))
+    }
+}
 
 /// A claim on a reserved slot: open a connection and report it back.
 #[pyclass(frozen, module = "ferropool._core", name = "Ticket")]
@@ -127,7 +178,7 @@ pub struct Action {
     #[pyo3(get)]
     ticket: Option<Py<Ticket>>,
     #[pyo3(get)]
-    conn: Option<Conn>,
+    conn: Option<Py<PyAny>>,
     reason: Option<&'static str>,
     #[pyo3(get)]
     leak: Option<Py<Leak>>,
@@ -153,7 +204,7 @@ impl Action {
             }
             ferropool_core::Action::Close(conn, reason) => {
                 out.kind = ActionKind::Close;
-                out.conn = Some(conn);
+                out.conn = Some(conn.obj);
                 out.reason = Some(reason.as_str());
             }
             ferropool_core::Action::Leak { key, held, first } => {
@@ -257,7 +308,7 @@ impl Waiting {
         };
         let epoch = self.epoch;
         let served = pool
-            .finish_wait(ticket, |c| c.clone_ref(py))
+            .finish_wait(ticket, |c| c.lend(py))
             .map_err(|e| to_py(py, e))?;
         to_python(py, served, epoch)
     }
@@ -378,7 +429,7 @@ pub(crate) fn key(conn: &Bound<'_, PyAny>) -> usize {
 
 /// What a finished wait got, for Python: the connection, or (null pools)
 /// a Ticket to open one on.
-fn to_python(py: Python<'_>, served: Served<Conn>, epoch: u64) -> PyResult<Py<PyAny>> {
+fn to_python(py: Python<'_>, served: Served<Py<PyAny>>, epoch: u64) -> PyResult<Py<PyAny>> {
     match served {
         Served::Lent(l) => Ok(l.value),
         Served::Connect(t) => Ok(Ticket::new(py, t, epoch)?.into_any()),
@@ -503,8 +554,8 @@ impl Core {
 
     /// Fast path: an idle connection, or None if the request must wait.
     #[inline]
-    fn checkout(&self, py: Python<'_>) -> PyResult<Option<Conn>> {
-        match self.pool().checkout(|c| c.clone_ref(py)) {
+    fn checkout(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.pool().checkout(|c| c.lend(py)) {
             Ok(lent) => Ok(lent.map(|l| l.value)),
             Err(e) => Err(to_py(py, e)),
         }
@@ -518,7 +569,7 @@ impl Core {
         let timeout = wait_timeout(timeout)?;
         let begin = self
             .pool()
-            .begin_wait(timeout, None, |c| c.clone_ref(py))
+            .begin_wait(timeout, None, |c| c.lend(py))
             .map_err(|e| to_py(py, e))?;
         let ticket = match begin {
             Begin::Ready(lent) => return Ok(lent.value),
@@ -538,7 +589,7 @@ impl Core {
                 // meanwhile goes back to the pool or the next waiter; if the
                 // pool closed meanwhile, the connection is closed here.
                 if let Some(conn) = self.pool().cancel_wait(ticket) {
-                    let _ignored = conn.call_method0(py, "close");
+                    let _ignored = conn.obj.call_method0(py, "close");
                 }
                 return Err(e);
             }
@@ -548,7 +599,7 @@ impl Core {
         }
         let served = self
             .pool()
-            .finish_wait(ticket, |c| c.clone_ref(py))
+            .finish_wait(ticket, |c| c.lend(py))
             .map_err(|e| to_py(py, e))?;
         to_python(py, served, self.epoch())
     }
@@ -571,7 +622,7 @@ impl Core {
         let epoch = core.epoch();
         let begin = core
             .pool()
-            .begin_wait(timeout, Some(on_wake), |c| c.clone_ref(py))
+            .begin_wait(timeout, Some(on_wake), |c| c.lend(py))
             .map_err(|e| to_py(py, e))?;
         match begin {
             Begin::Ready(lent) => Ok(lent.value),
@@ -593,7 +644,7 @@ impl Core {
     #[inline]
     fn checkin(&self, py: Python<'_>, conn: &Bound<'_, PyAny>) -> PyResult<Option<&'static str>> {
         let ptr = conn.as_ptr();
-        match self.pool().checkin(key(conn), |p| p.as_ptr() == ptr) {
+        match self.pool().checkin(key(conn), |p| p.is(ptr)) {
             Ok(Checkin::Kept) => Ok(None),
             Ok(Checkin::Close(_, reason)) => Ok(Some(reason.as_str())),
             Err(e) => Err(to_py(py, e)),
@@ -611,7 +662,7 @@ impl Core {
             Loss::FoundBroken
         };
         self.pool()
-            .discard(key(conn), |p| p.as_ptr() == ptr, loss)
+            .discard(key(conn), |p| p.is(ptr), loss)
             .map(drop)
             .map_err(|e| to_py(py, e))
     }
@@ -629,9 +680,9 @@ impl Core {
     /// Take the connection of a validation ticket (lent to the pool itself)
     /// to ping it; give it back with checkin() or discard(conn, False).
     /// None if the ticket is stale.
-    fn claim_validation(&self, py: Python<'_>, ticket: &Ticket) -> Option<Conn> {
+    fn claim_validation(&self, py: Python<'_>, ticket: &Ticket) -> Option<Py<PyAny>> {
         self.pool()
-            .claim_validation(self.current(ticket)?, |c| c.clone_ref(py))
+            .claim_validation(self.current(ticket)?, |c| c.lend(py))
             .map(|l| l.value)
     }
 
@@ -640,7 +691,7 @@ impl Core {
     fn reclaim(&self, py: Python<'_>, conn: &Bound<'_, PyAny>) -> PyResult<()> {
         let ptr = conn.as_ptr();
         self.pool()
-            .reclaim(key(conn), |p| p.as_ptr() == ptr)
+            .reclaim(key(conn), |p| p.is(ptr))
             .map(drop)
             .map_err(|e| to_py(py, e))
     }
@@ -679,7 +730,7 @@ impl Core {
         let took = Duration::try_from_secs_f64(took.max(0.0)).unwrap_or_default();
         matches!(
             self.pool()
-                .connected(ticket, conn.clone().unbind(), key(conn), fd, took),
+                .connected(ticket, Conn::new(conn), key(conn), fd, took),
             Connected::Added
         )
     }
@@ -724,7 +775,7 @@ impl Core {
         let fd = fd.unwrap_or(-1);
         let took = Duration::try_from_secs_f64(took.max(0.0)).unwrap_or_default();
         self.pool()
-            .connected_to_caller(ticket, conn.clone().unbind(), key(conn), fd, took, |_| ())
+            .connected_to_caller(ticket, Conn::new(conn), key(conn), fd, took, |_| ())
             .is_ok()
     }
 
@@ -754,9 +805,9 @@ impl Core {
 
     /// Lend every idle connection to the pool itself for a health check;
     /// return each with checkin() or discard(conn, returned=False).
-    fn take_for_check(&self, py: Python<'_>) -> Vec<Conn> {
+    fn take_for_check(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
         self.pool()
-            .take_for_check(|c| c.clone_ref(py))
+            .take_for_check(|c| c.lend(py))
             .into_iter()
             .map(|l| l.value)
             .collect()
