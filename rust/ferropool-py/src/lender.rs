@@ -167,9 +167,7 @@ impl Lending {
         if let Err(e) = conn.bind(py).setattr(intern!(py, "_pool"), pool) {
             // Not markable (not a psycopg connection?): never lost.
             let ptr = conn.as_ptr();
-            let _ = core
-                .pool()
-                .checkin(key(conn.bind(py)), |c| c.is(ptr));
+            let _ = core.pool().checkin(key(conn.bind(py)), |c| c.is(ptr));
             return Err(e);
         }
         Ok(Lend::Lent(conn))
@@ -274,9 +272,7 @@ impl Lending {
             None => Ok(self.finished(pool.py(), is_async)),
             Some(Unfinished::Busy) => {
                 unmark(conn)?;
-                Ok(self
-                    .finish_return(pool, conn, Unfinished::Slow)?
-                    .unbind())
+                Ok(self.finish_return(pool, conn, Unfinished::Slow)?.unbind())
             }
             Some(rest) => Ok(self.finish_return(pool, conn, rest)?.unbind()),
         }
