@@ -817,10 +817,10 @@ impl Core {
     /// or `timeout` passed (False).
     fn wait_ready(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
         let timeout = seconds("timeout", timeout).map_err(config_to_py)?;
-        let deadline = self.pool().clock().deadline(timeout);
+        let deadline = self.pool().clock().wait_now().after(timeout);
         let slice = wait::slice(py)?;
         loop {
-            let left = self.pool().clock().until(deadline);
+            let left = self.pool().clock().wait_left(deadline);
             let ready = py.detach(|| self.pool().wait_ready(slice.min(left)));
             if ready {
                 return Ok(true);

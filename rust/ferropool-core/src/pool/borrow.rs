@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::{Checkin, Pool};
-use crate::clock::{saturating_nanos, Nanos};
+use crate::clock::{Nanos, WaitInstant};
 use crate::error::PoolError;
 use crate::maintenance::{Action, CloseReason, Ticket};
 use crate::slot::{phase_of, Owned, Phase, SlotId};
@@ -27,8 +27,9 @@ pub struct Lent<R> {
 #[derive(Debug)]
 pub struct WaitTicket {
     waiter: Arc<Waiter>,
-    queued_at: Nanos,
-    deadline: Nanos,
+    /// When the wait began and when it gives up, on the precise clock.
+    queued_at: WaitInstant,
+    deadline: WaitInstant,
 }
 
 impl WaitTicket {
@@ -215,8 +216,8 @@ impl<T: Send> Pool<T> {
         on_wake: Option<WakeFn>,
         read: impl FnOnce(&T) -> R,
     ) -> Result<Begin<R>, PoolError> {
-        let now = self.now();
-        let deadline = now.saturating_add(saturating_nanos(timeout));
+        let queued_at = self.clock.wait_now();
+        let deadline = queued_at.after(timeout);
         let mut queue = lock(&self.queue);
         self.check_open()?;
         // A null pool's spare capacity goes to this request, unless earlier
@@ -263,7 +264,7 @@ impl<T: Send> Pool<T> {
         self.push_actions(grow.into_iter().map(Action::Create));
         Ok(Begin::Wait(WaitTicket {
             waiter,
-            queued_at: now,
+            queued_at,
             deadline,
         }))
     }
@@ -288,13 +289,13 @@ impl<T: Send> Pool<T> {
     /// `slice` passes (so the caller can check for signals). Returns
     /// whether it is resolved.
     pub fn park(&self, ticket: &WaitTicket, slice: Duration) -> bool {
-        let left = self.clock.until(ticket.deadline);
+        let left = self.clock.wait_left(ticket.deadline);
         ticket.waiter.park(slice.min(left))
     }
 
     /// Whether the ticket's deadline has passed.
     pub fn expired(&self, ticket: &WaitTicket) -> bool {
-        self.now() >= ticket.deadline
+        self.clock.wait_now() >= ticket.deadline
     }
 
     /// End a wait: take the granted connection (or, null pools, the
@@ -306,8 +307,7 @@ impl<T: Send> Pool<T> {
         read: impl FnOnce(&T) -> R,
     ) -> Result<Served<R>, PoolError> {
         let outcome = ticket.waiter.resolve();
-        let now = self.now();
-        self.record_wait(now.saturating_sub(ticket.queued_at));
+        self.record_wait(self.clock.wait_now().since(ticket.queued_at));
         match outcome {
             // Capacity granted as a slot still `Reserved`: the word is the
             // ticket, claimed when the caller reports its attempt.
@@ -319,7 +319,7 @@ impl<T: Send> Pool<T> {
                     .slot_of(id)
                     .claim(id, word, Phase::Handoff)
                     .expect("a granted slot waits in Handoff for its waiter");
-                Ok(Served::Lent(self.lend(owned, now, false, read)))
+                Ok(Served::Lent(self.lend(owned, self.now(), false, read)))
             }
             Outcome::Closed => {
                 bump(&self.counters.requests_errors, 1);
@@ -331,9 +331,7 @@ impl<T: Send> Pool<T> {
                 self.leave_queue(&ticket.waiter);
                 bump(&self.counters.requests_errors, 1);
                 Err(PoolError::Timeout {
-                    waited: std::time::Duration::from_nanos(
-                        ticket.deadline.saturating_sub(ticket.queued_at),
-                    ),
+                    waited: ticket.deadline.since(ticket.queued_at),
                     last_connect_error: self.last_connect_error(),
                 })
             }
@@ -383,11 +381,12 @@ impl<T: Send> Pool<T> {
             Outcome::Closed => {}
         }
         bump(&self.counters.requests_errors, 1);
-        self.record_wait(self.now().saturating_sub(ticket.queued_at));
+        self.record_wait(self.clock.wait_now().since(ticket.queued_at));
         to_close
     }
 
-    fn record_wait(&self, ns: Nanos) {
+    fn record_wait(&self, waited: Duration) {
+        let ns = crate::clock::saturating_nanos(waited);
         bump(&self.counters.requests_wait_ns, ns);
         self.counters.wait_time.record(ns);
     }

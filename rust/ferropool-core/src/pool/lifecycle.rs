@@ -510,7 +510,9 @@ impl<T: Send> Pool<T> {
     /// its queue is empty. Call without holding anything the front end
     /// needs elsewhere: this blocks.
     pub fn next_action(&self, timeout: Duration) -> Option<Action<T>> {
-        let deadline = self.clock.deadline(timeout);
+        // The worker's own wait is timed on the precise clock; the timers
+        // it fires are slot times.
+        let deadline = self.clock.wait_now().after(timeout);
         loop {
             let now = self.now();
             let due: Vec<Timer> = {
@@ -529,15 +531,20 @@ impl<T: Send> Pool<T> {
                 self.maint_cond.notify_all();
                 return Some(Action::Stop);
             }
-            let now = self.now();
-            if now >= deadline {
+            let left = self.clock.wait_left(deadline);
+            if left.is_zero() {
                 return None;
             }
-            let until = m.next_due().map_or(deadline, |d| d.min(deadline));
-            if until <= now {
-                continue;
-            }
-            let wait = Duration::from_nanos(until - now);
+            let wait = match m.next_due() {
+                Some(due) => {
+                    let now = self.now();
+                    if due <= now {
+                        continue;
+                    }
+                    left.min(Duration::from_nanos(due - now))
+                }
+                None => left,
+            };
             #[cfg(not(loom))]
             {
                 let _unused = self
