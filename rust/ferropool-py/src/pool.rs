@@ -463,6 +463,7 @@ impl Core {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         name: String,
         min_size: i64,
         max_size: i64,
@@ -497,6 +498,9 @@ impl Core {
             keepalive_interval: optional_seconds("keepalive_interval", keepalive_interval)?,
             leak_timeout: optional_seconds("leak_timeout", leak_timeout)?,
         };
+        // The first pool of a process calibrates the slot clock (a few ms
+        // asleep): not with the GIL held.
+        py.detach(ferropool_core::clock::calibrate);
         let pool = Pool::new(config).map_err(config_to_py)?;
         Ok(Self::with_pool(pool))
     }
