@@ -9,7 +9,7 @@
 //!   scheduler tick, 1-4 ms) put most leases at 0 and some at 4 ms. On
 //!   x86_64 Linux, when the CPU's time-stamp counter is invariant and the
 //!   kernel keeps time with it too (clocksource `tsc`: the kernel found it
-//!   synchronised across CPUs), a reading is one `rdtscp` scaled by a rate
+//!   synchronised across CPUs), a reading is one `rdtsc` scaled by a rate
 //!   calibrated once per process against CLOCK_MONOTONIC: no call into the
 //!   vDSO and no seqlock, which is what `clock_gettime` adds around the
 //!   same counter. Its rate is known to 5e-4 or the counter is not used
@@ -22,10 +22,13 @@
 //!   short by its rate's error.
 //!
 //! The two types keep them apart: slot times are [`Nanos`], wait times
-//! [`WaitInstant`]. Both are monotonic across the process: a reading that
-//! happens after another (in one thread, or after seeing what another
-//! thread stored) is never smaller. A `Clock` is a few words, `Copy`, and
-//! stays valid in a fork child (same counter, same calibration).
+//! [`WaitInstant`]. Both are monotonic in a thread. Across threads, a slot
+//! reading taken after seeing what another thread stored may be earlier
+//! than that thread's last reading by the time a load takes to arrive
+//! (see `tsc`); every use of slot times takes differences that saturate
+//! at zero, or compares them with limits seconds away. A `Clock` is a few
+//! words, `Copy`, and stays valid in a fork child (same counter, same
+//! calibration).
 //!
 //! This module must never read a clock that can go backwards (wall time),
 //! never let a reading be 0 (a slot's "never"), and never time a wait with
@@ -163,19 +166,22 @@ pub fn saturating_nanos(d: Duration) -> Nanos {
 /// The time-stamp counter as the slot clock (x86_64 Linux, not loom).
 ///
 /// Used only if CPUID says the counter is invariant (constant rate through
-/// frequency changes and sleep states) and RDTSCP exists, and the kernel's
+/// frequency changes and sleep states), and the kernel's
 /// clocksource is `tsc`: Linux selects it only after checking that the
 /// counters of all CPUs agree (or, in a VM, when the hypervisor vouches for
 /// them), and leaves it if its watchdog finds it drifting. A switch away
 /// after this process calibrated is not noticed: the slot clock keeps the
 /// calibrated rate.
 ///
-/// Readings use `rdtscp`, which waits for every earlier instruction and
-/// load: a reading taken after a load that saw another thread's store is
-/// not earlier than the readings that thread took before the store. Plain
-/// `rdtsc` may run ahead of a load still in flight (a slot's line coming
-/// from another core), and read earlier than the thread that returned the
-/// connection did.
+/// Readings use plain `rdtsc`, which the CPU may run ahead of a load still
+/// in flight (a slot's line coming from another core): a borrower's reading
+/// can then be earlier than the returning thread's, by at most that load's
+/// latency (well under a microsecond). `rdtscp`, or a fence, would wait for
+/// the load and cost twice as much (22 ns against 11 ns a reading on the
+/// 2-core VM this was measured on; CLOCK_MONOTONIC 29 ns), twice per
+/// borrow; what slot times feed (usage, idle and lifetime limits, leak and
+/// liveness windows, timers) saturates such a difference to zero or
+/// compares it with limits many orders of magnitude longer.
 ///
 /// The calibration is a process-wide word, set once by compare-and-set,
 /// with no lock: a fork child inherits it whatever the other threads of its
@@ -183,7 +189,7 @@ pub fn saturating_nanos(d: Duration) -> Nanos {
 /// first to store wins).
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(loom)))]
 mod tsc {
-    use std::arch::x86_64::{__cpuid, __rdtscp, CpuidResult};
+    use std::arch::x86_64::{__cpuid, _rdtsc, CpuidResult};
     // Not through `crate::sync`: loom never builds this module.
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
@@ -240,20 +246,18 @@ mod tsc {
         }
     }
 
-    /// The counter, after every earlier instruction and load.
+    /// The counter (see the module's note on ordering).
     ///
-    /// Reached only once `usable` said RDTSCP exists and is allowed: from
-    /// an `Anchor` that is on (made only from a settled rate), from
+    /// Reached only once `usable` said the counter exists and is allowed:
+    /// from an `Anchor` that is on (made only from a settled rate), from
     /// `calibrate` after `usable`, and from tests that check `usable`.
     #[inline(always)]
     #[allow(unused_unsafe)] // a safe function in some Rust versions
     fn ticks() -> u64 {
-        let mut aux = 0u32;
-        // SAFETY: every caller runs only after `usable()` found RDTSCP in
-        // CPUID and PR_GET_TSC allowing it (see above), so the instruction
-        // exists and does not fault; it writes the counter into registers
-        // and the CPU's id into `aux`, a live local.
-        unsafe { __rdtscp(&mut aux) }
+        // SAFETY: every caller runs only after `usable()` found the counter
+        // in CPUID and PR_GET_TSC allowing it (see above), so the
+        // instruction exists and does not fault; it only writes registers.
+        unsafe { _rdtsc() }
     }
 
     /// `ticks` counter ticks in nanoseconds at `mult` (a 64x64->128
@@ -355,10 +359,10 @@ mod tsc {
         (first.abs_diff(second).saturating_mul(1_000) <= whole).then_some(whole)
     }
 
-    /// An invariant counter with RDTSCP that the kernel keeps time with
+    /// An invariant counter that the kernel keeps time with
     /// and this process may read.
     fn usable() -> bool {
-        cpu_has_invariant_tsc_and_rdtscp() && kernel_uses_tsc() && !tsc_disabled_by_prctl()
+        cpu_has_invariant_tsc() && kernel_uses_tsc() && !tsc_disabled_by_prctl()
     }
 
     #[allow(unused_unsafe)] // a safe function in some Rust versions
@@ -369,16 +373,14 @@ mod tsc {
         unsafe { __cpuid(leaf) }
     }
 
-    /// CPUID: a time-stamp counter (leaf 1, EDX bit 4), RDTSCP (leaf
-    /// 0x8000_0001, EDX bit 27), invariant (leaf 0x8000_0007, EDX bit 8).
-    fn cpu_has_invariant_tsc_and_rdtscp() -> bool {
+    /// CPUID: a time-stamp counter (leaf 1, EDX bit 4), invariant (leaf
+    /// 0x8000_0007, EDX bit 8).
+    fn cpu_has_invariant_tsc() -> bool {
         let has_tsc = cpuid(1).edx & (1 << 4) != 0;
         if !has_tsc || cpuid(0x8000_0000).eax < 0x8000_0007 {
             return false;
         }
-        let rdtscp = cpuid(0x8000_0001).edx & (1 << 27) != 0;
-        let invariant = cpuid(0x8000_0007).edx & (1 << 8) != 0;
-        rdtscp && invariant
+        cpuid(0x8000_0007).edx & (1 << 8) != 0
     }
 
     fn kernel_uses_tsc() -> bool {
@@ -581,10 +583,14 @@ mod tests {
     }
 
     #[test]
-    fn readings_seen_by_other_threads_are_not_earlier() {
+    fn readings_seen_by_other_threads_are_at_most_a_load_earlier() {
         // Two threads pass the baton back and forth; each reads the clock
         // after seeing the other's last reading, as a borrower does after
-        // taking a slot another thread returned.
+        // taking a slot another thread returned. The counter may be read
+        // ahead of the load that saw the baton (see `tsc`): by that load's
+        // latency, a fraction of a microsecond; CPUs whose counters
+        // disagree would show far more, and a clock that is not monotonic
+        // at all, seconds.
         use std::sync::atomic::{AtomicU64, Ordering};
         use std::sync::Arc;
         const ROUNDS: u64 = 50_000;
@@ -617,7 +623,12 @@ mod tests {
         let other = std::thread::spawn(player(1));
         let mine = player(0)();
         let theirs = other.join().unwrap();
-        assert_eq!((mine, theirs), (0, 0), "ns by which a reading went back");
+        const LOAD_LATENCY_BOUND: u64 = 10_000;
+        assert!(
+            mine.max(theirs) < LOAD_LATENCY_BOUND,
+            "a reading went back by {} ns",
+            mine.max(theirs)
+        );
     }
 
     #[cfg(unix)]
@@ -625,7 +636,7 @@ mod tests {
     fn a_fork_child_continues_the_parents_clock() {
         let c = Clock::new();
         let before = c.now();
-        // SAFETY: the child only reads clocks (rdtscp, clock_gettime, a
+        // SAFETY: the child only reads clocks (rdtsc, clock_gettime, a
         // relaxed atomic load: no lock, no allocation) and leaves with
         // _exit, so the state other test threads left behind is never
         // touched.
