@@ -400,6 +400,7 @@ class Block(Generic[_C]):
         exc_type: type[BaseException] | None,
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
+        /,
     ) -> None: ...
     def _hold(self, conn: _C) -> None:
         """Slow path: the block now holds *conn*."""
@@ -420,6 +421,7 @@ class AsyncBlock(Generic[_C]):
         exc_type: type[BaseException] | None,
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
+        /,
     ) -> Awaitable[None]: ...
     def _hold(self, conn: _C) -> None:
         """Slow path: the block now holds *conn*."""

@@ -12,6 +12,7 @@ slow path, and hooks still called when configured.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Coroutine
 from typing import Any
 
@@ -166,4 +167,60 @@ def test_close_returns_blocks_leave_a_connection_given_back_alone(dsn: str) -> N
         # The block's exit left it alone: still lent, still marked.
         assert again is conn and conn._pool is pool
         pool.putconn(conn)
+        assert pool.get_stats()["pool_available"] == 1
+
+
+def test_the_native_methods_take_arguments_as_python_methods_do(dsn: str) -> None:
+    # getconn, putconn and connection() are C methods parsing their own
+    # arguments: by position or by name, and a misuse is a TypeError naming
+    # the method and the argument, with the pool left as it was.
+    assert str(inspect.signature(ConnectionPool.getconn)) == "(self, /, timeout=None)"
+    assert str(inspect.signature(ConnectionPool.putconn)) == "(self, /, conn)"
+    assert str(inspect.signature(ConnectionPool.connection)) == "(self, /, timeout=None)"
+    assert ConnectionPool.getconn.__doc__
+    assert ConnectionPool.getconn.__doc__.startswith("Borrow a connection")
+    with ConnectionPool(dsn, min_size=2, open=True) as pool:
+        pool.wait()
+        for borrow in (pool.getconn, lambda: pool.getconn(1.0), lambda: pool.getconn(timeout=1.0)):
+            conn = borrow()
+            assert conn._pool is pool
+            pool.putconn(conn=conn)
+        with pool.connection(1.0) as conn, pool.connection(timeout=None) as other:
+            assert conn is not other
+        loose: Any = pool  # misused on purpose below
+        misuses = {
+            "getconn() takes at most 1 positional argument (2 given)": lambda: loose.getconn(1, 2),
+            "getconn() got an unexpected keyword argument 'timeout_s'": lambda: loose.getconn(
+                timeout_s=1
+            ),
+            "getconn() got multiple values for argument 'timeout'": lambda: loose.getconn(
+                1, timeout=1
+            ),
+            "putconn() missing 1 required argument: 'conn'": lambda: loose.putconn(),
+            "connection() got an unexpected keyword argument 'conn'": lambda: loose.connection(
+                conn=None
+            ),
+            "__exit__() takes 3 arguments (0 given)": lambda: loose.connection().__exit__(),
+        }
+        for message, misuse in misuses.items():
+            with pytest.raises(TypeError) as raised:
+                misuse()
+            assert str(raised.value) == message
+        unbound: Any = ConnectionPool.getconn
+        with pytest.raises(TypeError, match="doesn't apply to a 'object' object"):
+            unbound(object())
+        stats = pool.get_stats()
+        assert (stats["pool_size"], stats["pool_available"]) == (2, 2)
+
+
+@pytest.mark.anyio
+async def test_the_native_async_methods_take_arguments_as_python_methods_do(dsn: str) -> None:
+    assert str(inspect.signature(AsyncConnectionPool.connection)) == "(self, /, timeout=None)"
+    async with AsyncConnectionPool(dsn, min_size=1) as pool:
+        await pool.wait()
+        async with pool.connection(timeout=1.0) as conn:
+            assert conn._pool is pool
+        block: Any = pool.connection()
+        with pytest.raises(TypeError, match=r"^__aexit__\(\) takes 3 arguments \(1 given\)$"):
+            block.__aexit__(None)
         assert pool.get_stats()["pool_available"] == 1

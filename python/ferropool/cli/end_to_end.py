@@ -36,7 +36,7 @@ from .measure import (
 )
 from .plan import Plan
 from .progress import Steps
-from .results import MeasurementResult
+from .results import MeasurementResult, RoundResult
 from .workloads import select_one_until
 from .wsgi_app import CONNINFO_ENV, CONTENDER_ENV, THREADS_ENV
 
@@ -84,7 +84,7 @@ def _over_http(ctx: ScenarioContext) -> MeasurementResult:
                 ports[kind] = app.open()
         load = stack.enter_context(HttpLoad(ctx.load_generator, THREADS))
         entries = [
-            Entry(kind, configuration(kind), partial(load.round, ports[kind]))
+            Entry(kind, configuration(kind), partial(_http_round, load, apps[kind], ports[kind]))
             for kind in CONTENDERS
         ]
         results = alternate(title, entries, ctx, round_seconds=ctx.plan.http_round_seconds)
@@ -92,6 +92,15 @@ def _over_http(ctx: ScenarioContext) -> MeasurementResult:
     return MeasurementResult(
         "end_to_end.http", title, "request", THREADS, THREADS, results, transport=transport
     )
+
+
+def _http_round(load: HttpLoad, app: AppProcess, port: int, seconds: float) -> RoundResult:
+    """One round of load on *app*, over once the app serves no request: the
+    requests still running when the load generator stops are the round's
+    (and open connections on its contender's account)."""
+    result = load.round(port, seconds)
+    app.wait_quiet()
+    return result
 
 
 def _without_http(ctx: ScenarioContext) -> MeasurementResult:
@@ -134,6 +143,11 @@ class AppProcess:
         self._expect("loaded", _LOAD_TIMEOUT)
         self._pipe(self._proc.stdin).write(b"open\n")
         return int(self._expect("ready", _OPEN_TIMEOUT).split()[1])
+
+    def wait_quiet(self) -> None:
+        """Wait until the app serves no request."""
+        self._pipe(self._proc.stdin).write(b"quiet\n")
+        self._expect("quiet", _OPEN_TIMEOUT)
 
     def close(self) -> None:
         """Ask the app to finish (end of its input), and wait for it to close its pool."""

@@ -10,8 +10,10 @@ password: it comes in the environment, and is removed from it at once.
 
 Talking with the bench, one line at a time: the app prints ``loaded`` once
 its imports are done, opens its pool when it reads ``open``, prints
-``ready PORT`` once it listens, and exits when its stdin closes (the
-parent died or is done). An error is one line on stderr, password masked,
+``ready PORT`` once it listens, answers ``quiet`` with ``quiet`` once no
+request is being served (the load generator stops at a round's end, but
+requests it sent may still be running, opening connections), and exits
+when its stdin closes (the parent died or is done). An error is one line on stderr, password masked,
 and exit status 1.
 """
 
@@ -29,7 +31,7 @@ from .contenders import CONTENDERS, ContenderKind, open_contender
 from .errors import safe_message
 from .workloads import Pool
 
-__all__ = ["CONNINFO_ENV", "CONTENDER_ENV", "THREADS_ENV", "main", "make_app"]
+__all__ = ["CONNINFO_ENV", "CONTENDER_ENV", "THREADS_ENV", "InFlight", "main", "make_app"]
 
 CONNINFO_ENV: Final = "FERROPOOL_BENCH_APP_CONNINFO"
 CONTENDER_ENV: Final = "FERROPOOL_BENCH_APP_CONTENDER"
@@ -40,12 +42,34 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def make_app(pool: Pool) -> WSGIApp:
+class InFlight:
+    """How many requests are being served; wait_none() waits for none."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self._changed:
+            self._count += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._changed:
+            self._count -= 1
+            if not self._count:
+                self._changed.notify_all()
+
+    def wait_none(self) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._count)
+
+
+def make_app(pool: Pool, in_flight: InFlight) -> WSGIApp:
     """A WSGI application answering each request with one query on *pool*."""
     connection = pool.connection
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        with connection() as conn:
+        with in_flight, connection() as conn:
             row = conn.execute("select 1").fetchone()
         body = b"%d\n" % row[0]
         start_response(
@@ -82,21 +106,26 @@ def _serve(conninfo: str, kind: ContenderKind, threads: int) -> int:
     _say("loaded")
     if sys.stdin.readline().strip() != "open":
         return 0
+    in_flight = InFlight()
     with open_contender(kind, conninfo, threads) as pool:
         server = create_server(
-            make_app(pool), host=HOST, port=0, threads=threads, asyncore_use_poll=True
+            make_app(pool, in_flight), host=HOST, port=0, threads=threads, asyncore_use_poll=True
         )
         assert isinstance(server, TcpWSGIServer), "one TCP address to listen on"
         _say(f"ready {server.getsockname()[1]}")
-        threading.Thread(target=_stop_at_end_of_input, daemon=True).start()
+        threading.Thread(target=_follow_input, args=(in_flight,), daemon=True).start()
         # Returns on KeyboardInterrupt, after waiting for requests in progress.
         server.run()
     return 0
 
 
-def _stop_at_end_of_input() -> None:
-    sys.stdin.read()
-    # waitress's loop stops cleanly on KeyboardInterrupt, then the pool closes.
+def _follow_input(in_flight: InFlight) -> None:
+    for line in sys.stdin:
+        if line.strip() == "quiet":
+            in_flight.wait_none()
+            _say("quiet")
+    # End of input: waitress's loop stops cleanly on KeyboardInterrupt, then
+    # the pool closes.
     os.kill(os.getpid(), signal.SIGINT)
 
 

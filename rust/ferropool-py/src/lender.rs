@@ -344,6 +344,58 @@ pub struct Lender {
     lending: Lending,
 }
 
+impl Lender {
+    /// getconn(timeout): the connection.
+    pub(crate) fn getconn(
+        &self,
+        pool: &Bound<'_, PyAny>,
+        timeout: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        self.lending.getconn(pool, timeout, false)
+    }
+
+    /// connection(timeout): a block to enter.
+    pub(crate) fn connection(
+        slf: &Bound<'_, Self>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Block>> {
+        Py::new(
+            slf.py(),
+            Block {
+                state: BlockState::new(slf.as_any(), timeout),
+                lender: slf.clone().unbind(),
+            },
+        )
+    }
+
+    /// putconn(conn).
+    pub(crate) fn putconn(&self, pool: &Bound<'_, PyAny>, conn: &Bound<'_, PyAny>) -> PyResult<()> {
+        // Released now, as a `Bound`: see `entry` on dropping a `Py`.
+        drop(
+            self.lending
+                .putconn(pool, conn, false)?
+                .into_bound(pool.py()),
+        );
+        Ok(())
+    }
+}
+
+impl AsyncLender {
+    /// connection(timeout): a block to enter.
+    pub(crate) fn connection(
+        slf: &Bound<'_, Self>,
+        timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<AsyncBlock>> {
+        Py::new(
+            slf.py(),
+            AsyncBlock {
+                state: BlockState::new(slf.as_any(), timeout),
+                lender: slf.clone().unbind(),
+            },
+        )
+    }
+}
+
 /// The native base of `AsyncConnectionPool`: connection() and the fast
 /// path of getconn and putconn (`_getconn`, `_putconn`), returning
 /// awaitables.
@@ -407,42 +459,7 @@ macro_rules! lender_methods {
 
 lender_methods! {
     Lender,
-    /// Borrow a connection; give it back with `putconn()`.
-    ///
-    /// Prefer `connection()`. Waits up to *timeout* (or `self.timeout`)
-    /// seconds, raising PoolTimeout.
-    #[pyo3(signature = (timeout = None), text_signature = "(self, timeout=None)")]
-    fn getconn(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let none = py.None().into_bound(py);
-        slf.get()
-            .lending
-            .getconn(slf.as_any(), timeout.unwrap_or(&none), false)
-    }
-
-    /// Give back a connection borrowed with `getconn()`.
-    #[pyo3(text_signature = "(self, conn)")]
-    fn putconn(slf: &Bound<'_, Self>, conn: &Bound<'_, PyAny>) -> PyResult<()> {
-        slf.get().lending.putconn(slf.as_any(), conn, false)?;
-        Ok(())
-    }
-
-    /// Context manager lending a connection for the duration of a block.
-    ///
-    /// Waits up to *timeout* (or `self.timeout`) seconds, raising
-    /// PoolTimeout. On exit the transaction is committed, or rolled back if
-    /// the block raised, and the connection goes back to the pool (replaced
-    /// if it is broken).
-    #[pyo3(signature = (timeout = None), text_signature = "(self, timeout=None)")]
-    fn connection(slf: &Bound<'_, Self>, timeout: Option<Py<PyAny>>) -> PyResult<Py<Block>> {
-        Py::new(
-            slf.py(),
-            Block {
-                state: BlockState::new(slf.clone().unbind().into_any(), timeout),
-                lender: slf.clone().unbind(),
-            },
-        )
-    }
+    // getconn(), putconn() and connection() are C methods (see `entry`).
 }
 
 lender_methods! {
@@ -462,22 +479,7 @@ lender_methods! {
         slf.get().lending.putconn(slf.as_any(), conn, true)
     }
 
-    /// Context manager lending a connection for the duration of a block.
-    ///
-    /// Waits up to *timeout* (or `self.timeout`) seconds, raising
-    /// PoolTimeout. On exit the transaction is committed, or rolled back if
-    /// the block raised, and the connection goes back to the pool (replaced
-    /// if it is broken).
-    #[pyo3(signature = (timeout = None), text_signature = "(self, timeout=None)")]
-    fn connection(slf: &Bound<'_, Self>, timeout: Option<Py<PyAny>>) -> PyResult<Py<AsyncBlock>> {
-        Py::new(
-            slf.py(),
-            AsyncBlock {
-                state: BlockState::new(slf.clone().unbind().into_any(), timeout),
-                lender: slf.clone().unbind(),
-            },
-        )
-    }
+    // connection() is a C method (see `entry`).
 }
 
 /// One block's state, the same for sync and async blocks.
@@ -507,10 +509,11 @@ enum Entered {
 }
 
 impl BlockState {
-    fn new(pool: Py<PyAny>, timeout: Option<Py<PyAny>>) -> Self {
+    fn new(pool: &Bound<'_, PyAny>, timeout: Option<&Bound<'_, PyAny>>) -> Self {
         Self {
-            pool,
-            timeout,
+            pool: pool.clone().unbind(),
+            // None and no timeout are the same.
+            timeout: timeout.filter(|t| !t.is_none()).map(|t| t.clone().unbind()),
             busy: AtomicBool::new(false),
             conn: Mutex::new(None),
         }
@@ -654,24 +657,26 @@ pub struct Block {
 
 block_methods! {
     Block,
-    fn __enter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+    // __enter__() and __exit__() are C methods (see `entry`).
+}
+
+impl Block {
+    /// `__enter__()`: the connection.
+    pub(crate) fn enter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let this = slf.get();
         match this.state.enter(slf.as_any(), &this.lender.get().lending)? {
             Entered::Lent(conn) | Entered::Slow(conn) => Ok(conn),
         }
     }
 
-    #[pyo3(signature = (exc_type, exc_val, exc_tb))]
-    fn __exit__(
-        slf: &Bound<'_, Self>,
-        exc_type: &Bound<'_, PyAny>,
-        exc_val: &Bound<'_, PyAny>,
-        exc_tb: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        let _ = (exc_type, exc_tb);
+    /// `__exit__(exc_type, exc_val, exc_tb)`.
+    pub(crate) fn exit(slf: &Bound<'_, Self>, exc_val: &Bound<'_, PyAny>) -> PyResult<()> {
         let this = slf.get();
-        this.state
+        let rest = this
+            .state
             .exit(slf.as_any(), &this.lender.get().lending, exc_val)?;
+        // Released now, as a `Bound`: see `entry` on dropping a `Py`.
+        drop(rest.map(|r| r.into_bound(slf.py())));
         Ok(())
     }
 }
@@ -687,7 +692,12 @@ pub struct AsyncBlock {
 
 block_methods! {
     AsyncBlock,
-    fn __aenter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+    // __aenter__() and __aexit__() are C methods (see `entry`).
+}
+
+impl AsyncBlock {
+    /// `__aenter__()`: an awaitable giving the connection.
+    pub(crate) fn enter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let this = slf.get();
         match this.state.enter(slf.as_any(), &this.lender.get().lending)? {
             Entered::Lent(conn) => Ok(Ready::new(slf.py(), conn)?.into_any()),
@@ -695,14 +705,8 @@ block_methods! {
         }
     }
 
-    #[pyo3(signature = (exc_type, exc_val, exc_tb))]
-    fn __aexit__(
-        slf: &Bound<'_, Self>,
-        exc_type: &Bound<'_, PyAny>,
-        exc_val: &Bound<'_, PyAny>,
-        exc_tb: &Bound<'_, PyAny>,
-    ) -> PyResult<Py<PyAny>> {
-        let _ = (exc_type, exc_tb);
+    /// `__aexit__(exc_type, exc_val, exc_tb)`: an awaitable finishing it.
+    pub(crate) fn exit(slf: &Bound<'_, Self>, exc_val: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let this = slf.get();
         let lending = &this.lender.get().lending;
         Ok(match this.state.exit(slf.as_any(), lending, exc_val)? {

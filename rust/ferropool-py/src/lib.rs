@@ -5,6 +5,7 @@
 //! every decision is the core's. Payloads are Python connection objects,
 //! identified on return by their address.
 
+mod entry;
 mod errors;
 mod lender;
 mod pool;
@@ -26,6 +27,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lender::Block>()?;
     m.add_class::<lender::AsyncBlock>()?;
     m.add_class::<lender::Ready>()?;
+    entry::install(m.py())?;
     m.add("MAX_POOL_SIZE", ferropool_core::config::MAX_POOL_SIZE)?;
     Ok(())
 }
