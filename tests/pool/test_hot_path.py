@@ -174,9 +174,9 @@ def test_the_native_methods_take_arguments_as_python_methods_do(dsn: str) -> Non
     # getconn, putconn and connection() are C methods parsing their own
     # arguments: by position or by name, and a misuse is a TypeError naming
     # the method and the argument, with the pool left as it was.
-    assert str(inspect.signature(ConnectionPool.getconn)) == "(self, /, timeout=None)"
-    assert str(inspect.signature(ConnectionPool.putconn)) == "(self, /, conn)"
-    assert str(inspect.signature(ConnectionPool.connection)) == "(self, /, timeout=None)"
+    assert str(inspect.signature(ConnectionPool.getconn)) == "(self, timeout=None)"
+    assert str(inspect.signature(ConnectionPool.putconn)) == "(self, conn)"
+    assert str(inspect.signature(ConnectionPool.connection)) == "(self, timeout=None)"
     assert ConnectionPool.getconn.__doc__
     assert ConnectionPool.getconn.__doc__.startswith("Borrow a connection")
     with ConnectionPool(dsn, min_size=2, open=True) as pool:
@@ -215,7 +215,7 @@ def test_the_native_methods_take_arguments_as_python_methods_do(dsn: str) -> Non
 
 @pytest.mark.anyio
 async def test_the_native_async_methods_take_arguments_as_python_methods_do(dsn: str) -> None:
-    assert str(inspect.signature(AsyncConnectionPool.connection)) == "(self, /, timeout=None)"
+    assert str(inspect.signature(AsyncConnectionPool.connection)) == "(self, timeout=None)"
     async with AsyncConnectionPool(dsn, min_size=1) as pool:
         await pool.wait()
         async with pool.connection(timeout=1.0) as conn:

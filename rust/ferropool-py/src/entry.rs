@@ -43,7 +43,7 @@ unsafe impl Sync for MethodDef {}
 
 /// A `MethodDef`: name, calling convention (`PyMethodDefPointer` field and
 /// flags), function, and a docstring that starts with the signature
-/// (`name($self, ...)\n--\n\n`), from which `inspect.signature` reads it.
+/// (`name(self, ...)\n--\n\n`), from which `inspect.signature` reads it.
 macro_rules! method_def {
     ($name:literal, $kind:ident, $flags:expr, $f:expr, $doc:expr) => {
         MethodDef(UnsafeCell::new(ffi::PyMethodDef {
@@ -62,7 +62,7 @@ static GETCONN: MethodDef = method_def!(
     PyCFunctionFastWithKeywords,
     WITH_KEYWORDS,
     getconn,
-    c"getconn($self, /, timeout=None)
+    c"getconn(self, timeout=None)
 --
 
 Borrow a connection; give it back with `putconn()`.
@@ -76,7 +76,7 @@ static PUTCONN: MethodDef = method_def!(
     PyCFunctionFastWithKeywords,
     WITH_KEYWORDS,
     putconn,
-    c"putconn($self, /, conn)
+    c"putconn(self, conn)
 --
 
 Give back a connection borrowed with `getconn()`."
@@ -85,7 +85,7 @@ Give back a connection borrowed with `getconn()`."
 /// connection()'s docstring, the same for both pools.
 macro_rules! connection_doc {
     () => {
-        c"connection($self, /, timeout=None)
+        c"connection(self, timeout=None)
 --
 
 Context manager lending a connection for the duration of a block.
