@@ -82,6 +82,18 @@ class _Measured:
 
 
 _MEASURED = pytest.StashKey[list[_Measured]]()
+# group -> (median of the rounds' ratios, rounds), from test_alternating_rounds
+_ALTERNATING = pytest.StashKey[dict[str, tuple[float, int]]]()
+
+
+@pytest.fixture
+def record_alternating(request: pytest.FixtureRequest) -> Any:
+    """Record a group's ratio from alternating rounds, for the summary."""
+
+    def record(group: str, ratio: float, rounds: int) -> None:
+        request.config.stash.setdefault(_ALTERNATING, {})[group] = (ratio, rounds)
+
+    return record
 
 
 @pytest.hookimpl(wrapper=True)
@@ -109,14 +121,21 @@ def _record(item: pytest.Item) -> None:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """After pytest-benchmark's tables: psycopg_pool's time over ferropool's, per group."""
     measured = {(m.group, m.pool, m.threads): m for m in config.stash.get(_MEASURED, [])}
+    alternating = config.stash.get(_ALTERNATING, {})
     lines = []
     groups = dict.fromkeys([*TARGETS, *(group for group, _, _ in measured)])
     for group in groups:
         threads = max((t for g, _, t in measured if g == group), default=1)
         fast = measured.get((group, FERROPOOL, threads))
         slow = measured.get((group, PSYCOPG_POOL, threads))
+        # Where alternating rounds measured the group, they carry the verdict.
+        target = None if group in alternating else TARGETS.get(group)
         if fast and slow:
-            lines.append(_ratio_line(group, slow, fast, TARGETS.get(group)))
+            lines.append(_ratio_line(group, slow, fast, target))
+        if group in alternating:
+            ratio, rounds = alternating[group]
+            label = f"  alternating, median of {rounds} rounds"
+            lines.append(_verdict(f"{label:<42} {ratio:6.2f}x", ratio, TARGETS.get(group)))
     one = measured.get((contention_group(1), FERROPOOL, 1))
     many = measured.get((contention_group(SCALING_THREADS), FERROPOOL, SCALING_THREADS))
     if one and many:
@@ -131,11 +150,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def _ratio_line(label: str, slow: _Measured, fast: _Measured, target: float | None) -> str:
     ratio = slow.mean / fast.mean
-    text = f"{label:<42} {ratio:6.2f}x ({slow.median / fast.median:.2f}x)"
-    if target is not None:
-        verdict = "ok" if ratio >= target else "BELOW TARGET"
-        text += f"   target >= {target:g}x: {verdict}"
-    return text
+    return _verdict(f"{label:<42} {ratio:6.2f}x ({slow.median / fast.median:.2f}x)", ratio, target)
+
+
+def _verdict(text: str, ratio: float, target: float | None) -> str:
+    if target is None:
+        return text
+    verdict = "ok" if ratio >= target else "BELOW TARGET"
+    return f"{text}   target >= {target:g}x: {verdict}"
 
 
 # ---- async pools (benches/test_async.py): targets and p99 waits --------------
