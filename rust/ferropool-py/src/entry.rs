@@ -28,7 +28,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple};
+use pyo3::types::{PyNone, PyString, PyTuple};
 
 use crate::lender::{AsyncBlock, AsyncLender, Block, Lender};
 
@@ -242,10 +242,10 @@ unsafe extern "C" fn getconn(
         run(|py| {
             let timeout = argument(py, ("getconn", "timeout"), args, nargs, kwnames)?;
             let pool = receiver::<Lender>(py, &slf);
-            let none = py.None().into_bound(py);
+            let none = PyNone::get(py);
             let conn = pool
                 .get()
-                .getconn(pool.as_any(), timeout.as_deref().unwrap_or(&none))?;
+                .getconn(pool.as_any(), timeout.as_deref().unwrap_or(none.as_any()))?;
             Ok(conn.into_ptr())
         })
     }

@@ -33,9 +33,10 @@ use std::sync::{Mutex, OnceLock};
 
 use ferropool_core::Checkin;
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyNone, PyString, PyTuple, PyType};
 
 use crate::errors::to_py;
 use crate::pool::{key, Core, SLOW_CHECKIN, SLOW_CHECKOUT};
@@ -164,7 +165,7 @@ impl Lending {
         }
         // psycopg reads `_pool`: `with conn:` leaves a pooled connection
         // open, and close_returns gives it back.
-        if let Err(e) = conn.bind(py).setattr(intern!(py, "_pool"), pool) {
+        if let Err(e) = set_marker(conn.bind(py), pool) {
             // Not markable (not a psycopg connection?): never lost.
             let ptr = conn.as_ptr();
             let _ = core.pool().checkin(key(conn.bind(py)), |c| c.is(ptr));
@@ -260,21 +261,20 @@ impl Lending {
         }
     }
 
-    /// Carry out a return: None when done (sync; async: the `done`
-    /// awaitable), else what the slow path returned (a coroutine in async).
-    fn putconn(
+    /// Carry out a return: None when done, else what the slow path
+    /// returned (a coroutine in async).
+    fn putconn<'py>(
         &self,
-        pool: &Bound<'_, PyAny>,
-        conn: &Bound<'_, PyAny>,
-        is_async: bool,
-    ) -> PyResult<Py<PyAny>> {
+        pool: &Bound<'py, PyAny>,
+        conn: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         match self.give_back(pool, conn)? {
-            None => Ok(self.finished(pool.py(), is_async)),
+            None => Ok(None),
             Some(Unfinished::Busy) => {
                 unmark(conn)?;
-                Ok(self.finish_return(pool, conn, Unfinished::Slow)?.unbind())
+                self.finish_return(pool, conn, Unfinished::Slow).map(Some)
             }
-            Some(rest) => Ok(self.finish_return(pool, conn, rest)?.unbind()),
+            Some(rest) => self.finish_return(pool, conn, rest).map(Some),
         }
     }
 
@@ -333,7 +333,31 @@ fn is_idle(pgconn: &Bound<'_, PyAny>) -> bool {
 #[inline]
 fn unmark(conn: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = conn.py();
-    conn.setattr(intern!(py, "_pool"), py.None())
+    set_marker(conn, PyNone::get(py).as_any())
+}
+
+/// `conn._pool = value`, psycopg's marker. A class without a `__setattr__`
+/// of its own (psycopg's have none) is set through the generic setter
+/// directly, as `setattr()` would end up doing: it spares interning the
+/// name and a dispatch, on every borrow and every return.
+#[inline]
+fn set_marker(conn: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = conn.py();
+    let name = intern!(py, "_pool");
+    // SAFETY: `conn` is a live object, so its type is a live type object,
+    // and Py_tp_setattro a slot every type has (NULL if unset).
+    let setattro = unsafe { ffi::PyType_GetSlot(ffi::Py_TYPE(conn.as_ptr()), ffi::Py_tp_setattro) };
+    if setattro != ffi::PyObject_GenericSetAttr as *mut std::ffi::c_void {
+        return conn.setattr(name, value);
+    }
+    // SAFETY: the object's own setter, called as setattr() calls it, with
+    // an interned str name and live references.
+    let rc = unsafe { ffi::PyObject_GenericSetAttr(conn.as_ptr(), name.as_ptr(), value.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(PyErr::fetch(py))
+    }
 }
 
 /// The native base of `ConnectionPool`: getconn, putconn and connection()
@@ -370,13 +394,7 @@ impl Lender {
 
     /// putconn(conn).
     pub(crate) fn putconn(&self, pool: &Bound<'_, PyAny>, conn: &Bound<'_, PyAny>) -> PyResult<()> {
-        // Released now, as a `Bound`: see `entry` on dropping a `Py`.
-        drop(
-            self.lending
-                .putconn(pool, conn, false)?
-                .into_bound(pool.py()),
-        );
-        Ok(())
+        self.lending.putconn(pool, conn).map(drop)
     }
 }
 
@@ -467,16 +485,19 @@ lender_methods! {
     /// The fast path of getconn(): an awaitable giving the connection.
     #[pyo3(signature = (timeout = None))]
     fn _getconn(slf: &Bound<'_, Self>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let none = py.None().into_bound(py);
+        let none = PyNone::get(slf.py());
         slf.get()
             .lending
-            .getconn(slf.as_any(), timeout.unwrap_or(&none), true)
+            .getconn(slf.as_any(), timeout.unwrap_or(none.as_any()), true)
     }
 
     /// The fast path of putconn(): an awaitable finishing the return.
     fn _putconn(slf: &Bound<'_, Self>, conn: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        slf.get().lending.putconn(slf.as_any(), conn, true)
+        let lending = &slf.get().lending;
+        Ok(match lending.putconn(slf.as_any(), conn)? {
+            Some(rest) => rest.unbind(),
+            None => lending.finished(slf.py(), true),
+        })
     }
 
     // connection() is a C method (see `entry`).
@@ -544,8 +565,8 @@ impl BlockState {
             )));
         }
         let pool = self.pool.bind(py);
-        let none = py.None().into_bound(py);
-        let timeout = self.timeout.as_ref().map_or(&none, |t| t.bind(py));
+        let none = PyNone::get(py);
+        let timeout = self.timeout.as_ref().map_or(none.as_any(), |t| t.bind(py));
         let result = (|| {
             // A subclass's getconn, close_returns, or a timeout to check:
             // all through the pool's Python methods.
