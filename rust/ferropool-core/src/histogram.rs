@@ -57,7 +57,21 @@ impl Histogram {
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self, reset: bool) -> HistogramSnapshot {
+    /// `record` for a histogram only one thread at a time writes (a slot's
+    /// owner, see `slot::Tally`): a plain load and store per field instead
+    /// of a locked add. Readers may see the count before the sum, as with
+    /// `record`.
+    #[inline]
+    pub fn record_exclusive(&self, ns: u64) {
+        let count = &self.counts[bucket(ns)];
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        let sum = self.sum_ns.load(Ordering::Relaxed).wrapping_add(ns);
+        self.sum_ns.store(sum, Ordering::Relaxed);
+    }
+
+    /// What was recorded, reset to zero if `reset` (only for histograms
+    /// every writer updates with `record`).
+    pub fn totals(&self, reset: bool) -> Totals {
         let take = |c: &AtomicU64| {
             if reset {
                 c.swap(0, Ordering::Relaxed)
@@ -65,12 +79,58 @@ impl Histogram {
                 c.load(Ordering::Relaxed)
             }
         };
+        Totals {
+            counts: std::array::from_fn(|b| take(&self.counts[b])),
+            sum_ns: take(&self.sum_ns),
+        }
+    }
+
+    pub fn snapshot(&self, reset: bool) -> HistogramSnapshot {
+        self.totals(reset).snapshot()
+    }
+}
+
+/// A histogram's raw figures: non-cumulative counts and the sum. Several
+/// add up (the slots' usage histograms), and one minus an earlier reading
+/// of the same histograms is what was recorded in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub counts: [u64; FINITE_BUCKETS + 1],
+    pub sum_ns: u64,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Self {
+            counts: [0; FINITE_BUCKETS + 1],
+            sum_ns: 0,
+        }
+    }
+}
+
+impl Totals {
+    pub fn add(&mut self, other: &Totals) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts) {
+            *mine = mine.wrapping_add(theirs);
+        }
+        self.sum_ns = self.sum_ns.wrapping_add(other.sum_ns);
+    }
+
+    /// What was recorded since `earlier`, a reading of the same histograms.
+    pub fn since(&self, earlier: &Totals) -> Totals {
+        Totals {
+            counts: std::array::from_fn(|b| self.counts[b].wrapping_sub(earlier.counts[b])),
+            sum_ns: self.sum_ns.wrapping_sub(earlier.sum_ns),
+        }
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
         let mut running = 0;
         let cumulative = self
             .counts
             .iter()
             .map(|c| {
-                running += take(c);
+                running += c;
                 running
             })
             .collect();
@@ -80,7 +140,7 @@ impl Histogram {
         HistogramSnapshot {
             bounds,
             cumulative,
-            sum: take(&self.sum_ns) as f64 / 1e9,
+            sum: self.sum_ns as f64 / 1e9,
         }
     }
 }

@@ -20,6 +20,7 @@
 //! - `Validating`: the holder of a validation ticket (a worker pinging a
 //!   connection whose socket looked suspect, or due for a keepalive).
 
+use crate::histogram::Histogram;
 use crate::sync::{AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 
 pub type SlotId = u32;
@@ -109,7 +110,33 @@ pub struct Slot<T> {
     /// The drain generation the connection was opened in; readable without
     /// owning the slot (failover decides from it whether to drain again).
     pub(crate) generation: AtomicU64,
+    /// The use counters of the borrows of this slot (see `Tally`).
+    pub(crate) tally: Tally,
     data: UnsafeCell<SlotData<T>>,
+}
+
+/// What a borrow counts, kept per slot rather than in the pool's shared
+/// counters: only the slot's owner writes it, so an update is a plain load
+/// and store where a shared counter takes a locked add, on a cache line
+/// every borrowing thread writes. An owner's writes reach the next owner
+/// through the state word's compare-and-set, like the rest of the slot.
+/// `Pool::stats` and `Pool::histograms` add the slots up; their resets
+/// keep a baseline instead of zeroing what an owner may be writing.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Requests served from this slot on the fast path (`checkout`).
+    pub(crate) requests: AtomicU64,
+    /// Time lent to borrowers.
+    pub(crate) usage: Histogram,
+}
+
+impl Tally {
+    /// One more request served (by the slot's owner).
+    #[inline]
+    pub(crate) fn count_request(&self) {
+        let n = self.requests.load(Ordering::Relaxed) + 1;
+        self.requests.store(n, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: `data` is only reached through `Owned`, which exists only for the
@@ -135,6 +162,7 @@ impl<T> Slot<T> {
             leak_reported: AtomicU64::new(0),
             socket: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            tally: Tally::default(),
             data: UnsafeCell::new(SlotData::empty()),
         }
     }

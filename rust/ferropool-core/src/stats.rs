@@ -8,11 +8,12 @@ use crate::sync::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Requests that did not get a connection at once (the fast path's
+    /// are counted per slot: `slot::Tally`).
     pub requests_num: AtomicU64,
     pub requests_queued: AtomicU64,
     pub requests_wait_ns: AtomicU64,
     pub requests_errors: AtomicU64,
-    pub usage_ns: AtomicU64,
     pub returns_bad: AtomicU64,
     pub connections_num: AtomicU64,
     pub connections_ns: AtomicU64,
@@ -27,8 +28,6 @@ pub struct Counters {
     pub failovers: AtomicU64,
     /// Time requests waited in the queue (granted or not).
     pub wait_time: Histogram,
-    /// Time connections spent lent to borrowers.
-    pub usage_time: Histogram,
     /// Time taken to open connections.
     pub connect_time: Histogram,
 }
@@ -111,7 +110,6 @@ impl Counters {
         out.requests_queued = take(&self.requests_queued);
         out.requests_wait_ms = take(&self.requests_wait_ns) / 1_000_000;
         out.requests_errors = take(&self.requests_errors);
-        out.usage_ms = take(&self.usage_ns) / 1_000_000;
         out.returns_bad = take(&self.returns_bad);
         out.connections_num = take(&self.connections_num);
         out.connections_ms = take(&self.connections_ns) / 1_000_000;

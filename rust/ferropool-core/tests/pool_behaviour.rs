@@ -639,6 +639,39 @@ fn lease_times_are_measured_to_the_microsecond() {
 }
 
 #[test]
+fn borrows_counted_per_slot_add_up_and_reset_apart() {
+    // Fast-path requests and lease times are tallied in the slots (see
+    // slot::Tally); stats() and histograms() add them up, each resetting on
+    // its own account, and requests that had to wait count too.
+    let (pool, _) = filled(2, 2);
+    let cycle = |n: usize| {
+        for _ in 0..n {
+            let c = pool.checkout(|c| *c).unwrap().unwrap().value;
+            pool.checkin(c as usize, |x| *x == c).unwrap();
+        }
+    };
+    cycle(5);
+    assert_eq!(pool.stats(true).requests_num, 5);
+    cycle(3);
+    let a = pool.checkout(|c| *c).unwrap().unwrap().value;
+    let b = pool.checkout(|c| *c).unwrap().unwrap().value;
+    assert!(
+        pool.checkout(|c| *c).unwrap().is_none(),
+        "the pool is empty"
+    );
+    pool.checkin(a as usize, |x| *x == a).unwrap();
+    pool.checkin(b as usize, |x| *x == b).unwrap();
+    assert_eq!(pool.stats(false).requests_num, 3 + 2 + 1);
+    let usage = |reset| pool.histograms(reset)[1].1.count();
+    assert_eq!(usage(false), 10, "stats(reset) leaves the histogram alone");
+    assert_eq!(usage(true), 10);
+    cycle(4);
+    assert_eq!(usage(false), 4);
+    assert_eq!(pool.stats(true).requests_num, 3 + 2 + 1 + 4);
+    assert_eq!(pool.stats(false).requests_num, 0);
+}
+
+#[test]
 fn a_successor_after_fork_starts_empty_from_the_current_settings() {
     let (pool, _) = filled(2, 3);
     let lent = pool.checkout(|c| *c).unwrap().unwrap().value;

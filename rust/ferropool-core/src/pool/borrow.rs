@@ -81,16 +81,19 @@ impl<T: Send> Pool<T> {
     #[inline]
     pub fn checkout<R>(&self, read: impl FnOnce(&T) -> R) -> Result<Option<Lent<R>>, PoolError> {
         self.check_open()?;
-        bump(&self.counters.requests_num, 1);
-        if self.null || self.waiting.load(Ordering::SeqCst) != 0 {
-            return Ok(None);
+        let idle = !self.null
+            && self.waiting.load(Ordering::SeqCst) == 0
+            && self.idle.load(Ordering::Relaxed) != 0;
+        match idle.then(|| self.take_idle()).flatten() {
+            Some((owned, now)) => {
+                owned.slot().tally.count_request();
+                Ok(Some(self.lend(owned, now, false, read)))
+            }
+            None => {
+                bump(&self.counters.requests_num, 1);
+                Ok(None)
+            }
         }
-        if self.idle.load(Ordering::Relaxed) == 0 {
-            return Ok(None);
-        }
-        Ok(self
-            .take_idle()
-            .map(|(owned, now)| self.lend(owned, now, false, read)))
     }
 
     /// Take an idle slot that may be lent: expired ones are retired and

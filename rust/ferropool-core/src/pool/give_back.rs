@@ -134,8 +134,7 @@ impl<T: Send> Pool<T> {
         let leased_at = owned.slot().lent_at.load(Ordering::Relaxed);
         if leased_at != crate::clock::NEVER {
             let used = now.saturating_sub(leased_at);
-            bump(&self.counters.usage_ns, used);
-            self.counters.usage_time.record(used);
+            owned.slot().tally.usage.record_exclusive(used);
         }
     }
 

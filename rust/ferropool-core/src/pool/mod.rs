@@ -30,7 +30,7 @@ use std::time::Duration;
 use crate::clock::{saturating_nanos, Clock, Nanos};
 use crate::config::{capacity_of, positive, positive_or_off, validate_sizes, Config, ConfigError};
 use crate::error::PoolError;
-use crate::histogram::HistogramSnapshot;
+use crate::histogram::{HistogramSnapshot, Totals};
 use crate::jitter::Jitter;
 use crate::maintenance::{Action, MaintState, Ticket};
 use crate::slot::{Owned, Phase, SlotId};
@@ -142,10 +142,22 @@ pub struct Pool<T> {
     ready_cond: Condvar,
     ready_watchers: AtomicUsize,
     counters: Counters,
+    /// The slots' tallies as of the last resets (see `slot::Tally`).
+    tally_base: Mutex<TallyBase>,
     /// Hang-up watch for idle connections (not for null pools); its thread
     /// and descriptors exist only while the pool is open.
     hangup: Option<crate::hangup::HangupWatch>,
     last_connect_error: Mutex<Option<String>>,
+}
+
+/// The slots' tallies as of the last `stats(reset)` (requests, usage) and
+/// the last `histograms(reset)` (usage): what those report is what was
+/// tallied since.
+#[derive(Debug, Default)]
+struct TallyBase {
+    requests: u64,
+    usage_ns: u64,
+    usage_time: Totals,
 }
 
 impl<T: Send> std::fmt::Debug for Pool<T> {
@@ -200,6 +212,7 @@ impl<T: Send> Pool<T> {
             ready_cond: Condvar::new(),
             ready_watchers: AtomicUsize::new(0),
             counters: Counters::default(),
+            tally_base: Mutex::new(TallyBase::default()),
             hangup: (!config.null).then(crate::hangup::HangupWatch::new),
             last_connect_error: Mutex::new(None),
         })
@@ -375,6 +388,16 @@ impl<T: Send> Pool<T> {
     pub fn stats(&self, reset: bool) -> Stats {
         let mut s = Stats::default();
         self.counters.read_into(&mut s, reset);
+        let (requests, usage) = self.tallies();
+        {
+            let mut base = lock(&self.tally_base);
+            s.requests_num += requests.wrapping_sub(base.requests);
+            s.usage_ms = usage.sum_ns.wrapping_sub(base.usage_ns) / 1_000_000;
+            if reset {
+                base.requests = requests;
+                base.usage_ns = usage.sum_ns;
+            }
+        }
         s.pool_min = self.min_size() as u64;
         s.pool_max = self.max_size() as u64;
         s.pool_size = self.size.load(Ordering::SeqCst) as u64;
@@ -389,9 +412,30 @@ impl<T: Send> Pool<T> {
     pub fn histograms(&self, reset: bool) -> [(&'static str, HistogramSnapshot); 3] {
         [
             ("wait_time", self.counters.wait_time.snapshot(reset)),
-            ("usage_time", self.counters.usage_time.snapshot(reset)),
+            ("usage_time", self.usage_histogram(reset)),
             ("connect_time", self.counters.connect_time.snapshot(reset)),
         ]
+    }
+
+    /// The slots' tallies added up: fast-path requests, and usage.
+    fn tallies(&self) -> (u64, Totals) {
+        let mut requests = 0u64;
+        let mut usage = Totals::default();
+        for (_, slot) in self.slots.iter() {
+            requests = requests.wrapping_add(slot.tally.requests.load(Ordering::Relaxed));
+            usage.add(&slot.tally.usage.totals(false));
+        }
+        (requests, usage)
+    }
+
+    fn usage_histogram(&self, reset: bool) -> HistogramSnapshot {
+        let (_, usage) = self.tallies();
+        let mut base = lock(&self.tally_base);
+        let since = usage.since(&base.usage_time);
+        if reset {
+            base.usage_time = usage;
+        }
+        since.snapshot()
     }
 
     /// Connections idle in the pool right now.
