@@ -28,8 +28,8 @@
 //! keep global state: everything lives on the pool and block objects, so
 //! it is as safe without the GIL as with it.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 use ferropool_core::Checkin;
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
@@ -517,8 +517,22 @@ struct BlockState {
     /// Taken by the entry, freed by the exit: a compare-and-set, so two
     /// entries can never both succeed.
     busy: AtomicBool,
-    /// The connection lent to the block, between entry and exit.
-    conn: Mutex<Option<Py<PyAny>>>,
+    /// The connection lent to the block, between entry and exit: a
+    /// reference the block owns, or null. Swapped in and out, never locked:
+    /// `busy` already keeps a second entry away.
+    conn: AtomicPtr<ffi::PyObject>,
+}
+
+impl Drop for BlockState {
+    fn drop(&mut self) {
+        let conn = *self.conn.get_mut();
+        if !conn.is_null() {
+            // SAFETY: a non-null `conn` is a reference the block owns (see
+            // `hold`); a block is dropped by its type's deallocator, which
+            // runs with the thread attached.
+            drop(unsafe { Bound::from_owned_ptr(Python::assume_attached(), conn) });
+        }
+    }
 }
 
 /// What a block's entry did.
@@ -536,15 +550,17 @@ impl BlockState {
             // None and no timeout are the same.
             timeout: timeout.filter(|t| !t.is_none()).map(|t| t.clone().unbind()),
             busy: AtomicBool::new(false),
-            conn: Mutex::new(None),
+            conn: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
-    fn hold(&self, conn: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
-        std::mem::replace(
-            &mut *self.conn.lock().unwrap_or_else(|p| p.into_inner()),
-            conn,
-        )
+    /// Hold `conn` (None: nothing); give back what was held.
+    fn hold<'py>(&self, py: Python<'py>, conn: Option<Py<PyAny>>) -> Option<Bound<'py, PyAny>> {
+        let new = conn.map_or(std::ptr::null_mut(), Py::into_ptr);
+        let old = self.conn.swap(new, Ordering::AcqRel);
+        // SAFETY: a non-null `old` is a reference the block owned, and the
+        // swap gave it to this call alone.
+        unsafe { Bound::from_owned_ptr_or_opt(py, old) }
     }
 
     fn release(&self) {
@@ -573,7 +589,7 @@ impl BlockState {
             let checked = if lending.flags() == 0 {
                 match lending.lend(pool, timeout)? {
                     Lend::Lent(conn) => {
-                        self.hold(Some(conn.clone_ref(py)));
+                        self.hold(py, Some(conn.clone_ref(py)));
                         return Ok(Entered::Lent(conn));
                     }
                     Lend::Runner(conn) => Some(conn),
@@ -605,12 +621,11 @@ impl BlockState {
         exc_val: &Bound<'_, PyAny>,
     ) -> PyResult<Option<Py<PyAny>>> {
         let py = block.py();
-        let Some(conn) = self.hold(None) else {
+        let Some(conn) = self.hold(py, None) else {
             return Err(PyRuntimeError::new_err(
                 "this connection() context was not entered",
             ));
         };
-        let conn = conn.into_bound(py);
         let pool = self.pool.bind(py);
         if exc_val.is_none() && lending.flags() == 0 {
             // Nothing to commit if it is idle: then it goes straight back.
@@ -655,8 +670,8 @@ macro_rules! block_methods {
             }
 
             /// Slow path: the block now holds *conn*.
-            fn _hold(&self, conn: Py<PyAny>) {
-                self.state.hold(Some(conn));
+            fn _hold(&self, py: Python<'_>, conn: Py<PyAny>) {
+                self.state.hold(py, Some(conn));
             }
 
             /// Slow path: the block is free to enter again.
