@@ -228,84 +228,75 @@ unsafe fn receiver<'a, 'py, T: pyo3::PyClass>(
     unsafe { Borrowed::from_ptr(py, *slf).cast_unchecked::<T>() }
 }
 
-/// `getconn(timeout=None)`: CPython's vectorcall convention, `args` holding
-/// `nargs` positional arguments then one per name in `kwnames`.
-unsafe extern "C" fn getconn(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython called this method (see `run` and `receiver`); `args`
-    // holds `nargs` + len(kwnames) live references for the whole call.
-    unsafe {
-        run(|py| {
-            let timeout = argument(py, ("getconn", "timeout"), args, nargs, kwnames)?;
-            let pool = receiver::<Lender>(py, &slf);
-            let none = PyNone::get(py);
-            let conn = pool
-                .get()
-                .getconn(pool.as_any(), timeout.as_deref().unwrap_or(none.as_any()))?;
-            Ok(conn.into_ptr())
-        })
-    }
+/// A `METH_FASTCALL | METH_KEYWORDS` method of one argument, `$method`'s
+/// `$param`: CPython's vectorcall convention, `args` holding `nargs`
+/// positional arguments then one per name in `kwnames`. `$body` gets the
+/// token, the receiver's pointer and the argument, if given.
+macro_rules! one_argument_method {
+    ($(#[$doc:meta])* $name:ident, $method:literal, $param:literal,
+     |$py:ident, $slf:ident, $arg:ident| $body:block) => {
+        $(#[$doc])*
+        unsafe extern "C" fn $name(
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: CPython called this method (see `run` and `receiver`);
+            // `args` holds `nargs` + len(kwnames) live references for the
+            // whole call.
+            unsafe {
+                run(|$py| {
+                    let $arg = argument($py, ($method, $param), args, nargs, kwnames)?;
+                    let $slf = &slf;
+                    $body
+                })
+            }
+        }
+    };
 }
 
-/// `putconn(conn)`, called as getconn is.
-unsafe extern "C" fn putconn(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: as for getconn.
-    unsafe {
-        run(|py| {
-            let Some(conn) = argument(py, ("putconn", "conn"), args, nargs, kwnames)? else {
-                return Err(PyTypeError::new_err(
-                    "putconn() missing 1 required argument: 'conn'",
-                ));
-            };
-            let pool = receiver::<Lender>(py, &slf);
-            pool.get().putconn(pool.as_any(), &conn)?;
-            Ok(py.None().into_ptr())
-        })
+one_argument_method!(
+    /// `ConnectionPool.getconn(timeout=None)`.
+    getconn, "getconn", "timeout", |py, slf, timeout| {
+        let pool = receiver::<Lender>(py, slf);
+        let none = PyNone::get(py);
+        let conn = pool
+            .get()
+            .getconn(pool.as_any(), timeout.as_deref().unwrap_or(none.as_any()))?;
+        Ok(conn.into_ptr())
     }
-}
+);
 
-/// `ConnectionPool.connection(timeout=None)`, called as getconn is.
-unsafe extern "C" fn connection(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: as for getconn.
-    unsafe {
-        run(|py| {
-            let timeout = argument(py, ("connection", "timeout"), args, nargs, kwnames)?;
-            let pool = receiver::<Lender>(py, &slf);
-            Ok(Lender::connection(&pool, timeout.as_deref())?.into_ptr())
-        })
+one_argument_method!(
+    /// `ConnectionPool.putconn(conn)`.
+    putconn, "putconn", "conn", |py, slf, conn| {
+        let Some(conn) = conn else {
+            return Err(PyTypeError::new_err(
+                "putconn() missing 1 required argument: 'conn'",
+            ));
+        };
+        let pool = receiver::<Lender>(py, slf);
+        pool.get().putconn(pool.as_any(), &conn)?;
+        Ok(py.None().into_ptr())
     }
-}
+);
 
-/// `AsyncConnectionPool.connection(timeout=None)`, called as getconn is.
-unsafe extern "C" fn async_connection(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: as for getconn.
-    unsafe {
-        run(|py| {
-            let timeout = argument(py, ("connection", "timeout"), args, nargs, kwnames)?;
-            let pool = receiver::<AsyncLender>(py, &slf);
-            Ok(AsyncLender::connection(&pool, timeout.as_deref())?.into_ptr())
-        })
+one_argument_method!(
+    /// `ConnectionPool.connection(timeout=None)`.
+    connection, "connection", "timeout", |py, slf, timeout| {
+        let pool = receiver::<Lender>(py, slf);
+        Ok(Lender::connection(&pool, timeout.as_deref())?.into_ptr())
     }
-}
+);
+
+one_argument_method!(
+    /// `AsyncConnectionPool.connection(timeout=None)`.
+    async_connection, "connection", "timeout", |py, slf, timeout| {
+        let pool = receiver::<AsyncLender>(py, slf);
+        Ok(AsyncLender::connection(&pool, timeout.as_deref())?.into_ptr())
+    }
+);
 
 /// `Block.__enter__()` (`METH_NOARGS`: the second argument is NULL).
 unsafe extern "C" fn enter(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *mut ffi::PyObject {
@@ -319,38 +310,44 @@ unsafe extern "C" fn aenter(slf: *mut ffi::PyObject, _: *mut ffi::PyObject) -> *
     unsafe { run(|py| Ok(AsyncBlock::enter(&receiver::<AsyncBlock>(py, &slf))?.into_ptr())) }
 }
 
-/// `Block.__exit__(exc_type, exc_val, exc_tb)` (`METH_FASTCALL`: `args`
-/// holds `nargs` positional arguments).
-unsafe extern "C" fn exit(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython called this method (see `run` and `receiver`); `args`
-    // holds `nargs` live references for the whole call.
-    unsafe {
-        run(|py| {
-            let exc_val = exit_argument(py, "__exit__", args, nargs)?;
-            Block::exit(&receiver::<Block>(py, &slf), &exc_val)?;
-            Ok(py.None().into_ptr())
-        })
-    }
+/// A block's exit, `__exit__(exc_type, exc_val, exc_tb)` or `__aexit__`: a
+/// `METH_FASTCALL` method (`args` holds `nargs` positional arguments).
+/// `$body` gets the token, the receiver's pointer and `exc_val`.
+macro_rules! exit_method {
+    ($(#[$doc:meta])* $name:ident, $method:literal, |$py:ident, $slf:ident, $exc_val:ident| $body:block) => {
+        $(#[$doc])*
+        unsafe extern "C" fn $name(
+            slf: *mut ffi::PyObject,
+            args: *mut *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: CPython called this method (see `run` and `receiver`);
+            // `args` holds `nargs` live references for the whole call.
+            unsafe {
+                run(|$py| {
+                    let $exc_val = exit_argument($py, $method, args, nargs)?;
+                    let $slf = &slf;
+                    $body
+                })
+            }
+        }
+    };
 }
 
-/// `AsyncBlock.__aexit__(exc_type, exc_val, exc_tb)`, called as `exit` is.
-unsafe extern "C" fn aexit(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject {
-    // SAFETY: as for exit.
-    unsafe {
-        run(|py| {
-            let exc_val = exit_argument(py, "__aexit__", args, nargs)?;
-            Ok(AsyncBlock::exit(&receiver::<AsyncBlock>(py, &slf), &exc_val)?.into_ptr())
-        })
+exit_method!(
+    /// `Block.__exit__(exc_type, exc_val, exc_tb)`.
+    exit, "__exit__", |py, slf, exc_val| {
+        Block::exit(&receiver::<Block>(py, slf), &exc_val)?;
+        Ok(py.None().into_ptr())
     }
-}
+);
+
+exit_method!(
+    /// `AsyncBlock.__aexit__(exc_type, exc_val, exc_tb)`.
+    aexit, "__aexit__", |py, slf, exc_val| {
+        Ok(AsyncBlock::exit(&receiver::<AsyncBlock>(py, slf), &exc_val)?.into_ptr())
+    }
+);
 
 /// An exit's `exc_val`, the second of its three arguments.
 ///
