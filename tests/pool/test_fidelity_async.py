@@ -11,6 +11,8 @@ settings. Written once for both pools: the sync tests are generated.
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -51,6 +53,33 @@ async def test_null_wait_times_out_on_a_slow_server(dsn: str) -> None:
         with pytest.raises(PoolTimeout, match=r"incomplete after 0\.1 sec"):
             await pool.wait(timeout=0.1)
         assert pool.closed
+
+
+async def test_a_timeout_names_the_timeout_asked_for_even_if_queueing_began_late(
+    dsn: str,
+) -> None:
+    """PoolTimeout says "after <timeout> sec", the timeout the request gave,
+    as psycopg_pool's does, even when the thread was held up between the
+    request's start and its place in the queue (preempted on a busy machine,
+    a GC pause): the queue's own wait is then shorter. The hold-up is made
+    here with a profile hook that sleeps as the queueing begins."""
+
+    def held_up(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code.co_name == "_queue":
+            time.sleep(0.3)
+
+    async with AsyncConnectionPool(dsn, min_size=1, max_size=1) as pool:
+        await pool.wait(timeout=DEADLINE)
+        held = await pool.getconn()
+        sys.setprofile(held_up)
+        try:
+            with pytest.raises(PoolTimeout) as raised:
+                await pool.getconn(timeout=0.2)
+        finally:
+            sys.setprofile(None)
+        assert str(raised.value) == "couldn't get a connection after 0.20 sec"
+        await pool.putconn(held)
+        assert pool.get_stats()["pool_available"] == 1
 
 
 async def test_null_wait_logs_each_failed_attempt(caplog: pytest.LogCaptureFixture) -> None:

@@ -114,6 +114,12 @@ class RunnerBase(Generic[C]):
         """The last connection error since the last success (masked)."""
         return self.core.last_connect_error
 
+    def timed_out(self, timeout: float) -> str:
+        """PoolTimeout's message for a request that waited *timeout* seconds."""
+        message = f"couldn't get a connection after {timeout:.2f} sec"
+        error = self.last_connect_error
+        return message if error is None else f"{message}; last connection error: {error}"
+
     def connect_failure(self) -> BaseException | None:
         """The driver's error of the last failed connection attempt, as a new
         exception of the same class (message masked), while connecting

@@ -214,11 +214,10 @@ class Runner(RunnerBase[C]):
                 try:
                     conn = self._take(deadline)
                 except PoolTimeout:
-                    if backoff:
-                        raise PoolTimeout(
-                            f"couldn't get a connection after {timeout:.2f} sec"
-                        ) from None
-                    raise
+                    # The core times its own queueing, which began after the
+                    # request did (a busy loop, a failed check's backoff):
+                    # name the request's timeout, as psycopg_pool does.
+                    raise PoolTimeout(self.timed_out(timeout)) from None
             failure = self._lend(conn)
             if failure is None:
                 return conn
@@ -228,7 +227,7 @@ class Runner(RunnerBase[C]):
             left = deadline - monotonic()
             backoff = backoff * 2 if backoff else CHECK_BACKOFF_START
             if left <= 0:
-                raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
+                raise PoolTimeout(self.timed_out(timeout))
             sleep(min(backoff, left))
 
     def _lend(self, conn: C) -> Exception | None:

@@ -268,11 +268,10 @@ class AsyncRunner(RunnerBase[C]):
                 try:
                     conn = await self._take(deadline)
                 except PoolTimeout:
-                    if backoff:
-                        raise PoolTimeout(
-                            f"couldn't get a connection after {timeout:.2f} sec"
-                        ) from None
-                    raise
+                    # The core times its own queueing, which began after the
+                    # request did (a busy loop, a failed check's backoff):
+                    # name the request's timeout, as psycopg_pool does.
+                    raise PoolTimeout(self.timed_out(timeout)) from None
             failure = await self._lend(conn)
             if failure is None:
                 return conn
@@ -282,7 +281,7 @@ class AsyncRunner(RunnerBase[C]):
             left = deadline - monotonic()
             backoff = backoff * 2 if backoff else CHECK_BACKOFF_START
             if left <= 0:
-                raise PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
+                raise PoolTimeout(self.timed_out(timeout))
             await asleep(min(backoff, left))
 
     async def _lend(self, conn: C) -> Exception | None:
