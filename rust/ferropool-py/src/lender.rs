@@ -75,8 +75,8 @@ enum Lend {
 /// waiter); `finish_return` carries it out.
 enum Unfinished {
     /// Lent by this pool, still marked, not idle: a transaction to end.
-    /// A block's exit commits it (`_exit_block`); putconn unmarks it and
-    /// goes on as `Slow`.
+    /// A block's exit commits it (`_exit_block`); `finish_return` (putconn)
+    /// unmarks it and goes on as `Slow`.
     Busy,
     /// Unmarked; the rest is the pool's `_putconn_slow(conn)`.
     Slow,
@@ -268,14 +268,9 @@ impl Lending {
         pool: &Bound<'py, PyAny>,
         conn: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        match self.give_back(pool, conn)? {
-            None => Ok(None),
-            Some(Unfinished::Busy) => {
-                unmark(conn)?;
-                self.finish_return(pool, conn, Unfinished::Slow).map(Some)
-            }
-            Some(rest) => self.finish_return(pool, conn, rest).map(Some),
-        }
+        self.give_back(pool, conn)?
+            .map(|rest| self.finish_return(pool, conn, rest))
+            .transpose()
     }
 
     /// Carry out what `give_back` left of a return: the slow path's result.
@@ -287,9 +282,11 @@ impl Lending {
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = pool.py();
         match rest {
-            Unfinished::Busy | Unfinished::Slow => {
+            Unfinished::Busy => {
+                unmark(conn)?;
                 pool.call_method1(intern!(py, "_putconn_slow"), (conn,))
             }
+            Unfinished::Slow => pool.call_method1(intern!(py, "_putconn_slow"), (conn,)),
             Unfinished::Retired(reason) => self
                 .runner(py)?
                 .call_method1(intern!(py, "close_connection"), (conn, reason)),
@@ -299,13 +296,12 @@ impl Lending {
         }
     }
 
-    /// What a finished call returns: None, or for async an awaitable
-    /// already done.
+    /// What a finished async call returns: an awaitable already done.
     #[inline]
-    fn finished(&self, py: Python<'_>, is_async: bool) -> Py<PyAny> {
+    fn finished(&self, py: Python<'_>) -> Py<PyAny> {
         match self.done.get() {
-            Some(done) if is_async => done.clone_ref(py).into_any(),
-            _ => py.None(),
+            Some(done) => done.clone_ref(py).into_any(),
+            None => py.None(),
         }
     }
 
@@ -496,7 +492,7 @@ lender_methods! {
         let lending = &slf.get().lending;
         Ok(match lending.putconn(slf.as_any(), conn)? {
             Some(rest) => rest.unbind(),
-            None => lending.finished(slf.py(), true),
+            None => lending.finished(slf.py()),
         })
     }
 
@@ -630,20 +626,11 @@ impl BlockState {
         if exc_val.is_none() && lending.flags() == 0 {
             // Nothing to commit if it is idle: then it goes straight back.
             let outcome = lending.give_back(pool, &conn);
-            match outcome {
-                Ok(Some(Unfinished::Busy)) => {}
-                Ok(None) => {
-                    self.release();
-                    return Ok(None);
-                }
-                Ok(Some(rest)) => {
-                    self.release();
-                    return Ok(Some(lending.finish_return(pool, &conn, rest)?.unbind()));
-                }
-                Err(e) => {
-                    self.release();
-                    return Err(e);
-                }
+            if !matches!(outcome, Ok(Some(Unfinished::Busy))) {
+                self.release();
+                return outcome?
+                    .map(|rest| Ok(lending.finish_return(pool, &conn, rest)?.unbind()))
+                    .transpose();
             }
         }
         let rest = pool.call_method1(intern!(py, "_exit_block"), (block, &conn, exc_val));
@@ -747,7 +734,7 @@ impl AsyncBlock {
         let lending = &this.lender.get().lending;
         Ok(match this.state.exit(slf.as_any(), lending, exc_val)? {
             Some(rest) => rest,
-            None => lending.finished(slf.py(), true),
+            None => lending.finished(slf.py()),
         })
     }
 }
