@@ -98,16 +98,15 @@ def alternate(
     seconds = plan.round_seconds if round_seconds is None else round_seconds
     # A new connection per request closes all it opened by a round's end;
     # its server processes exit on its account, not the next contender's.
-    closes = {e.name: e.name == NEW_CONNECTION for e in entries}
     for entry in entries:
         progress(title, entry.name, "warm-up", plan.warmup_seconds)
-        with meter.charge(entry.name, closes=closes[entry.name]):
+        with meter.charge(entry.name, closes=entry.name == NEW_CONNECTION):
             entry.run_round(plan.warmup_seconds)
     rounds: dict[str, list[RoundResult]] = {e.name: [] for e in entries}
     for i in range(plan.rounds):
         for entry in entries:
             progress(title, entry.name, f"round {i + 1}/{plan.rounds}", seconds)
-            with meter.charge(entry.name, closes=closes[entry.name]):
+            with meter.charge(entry.name, closes=entry.name == NEW_CONNECTION):
                 rounds[entry.name].append(entry.run_round(seconds))
     return tuple(ContenderResult(e.name, e.configuration, tuple(rounds[e.name])) for e in entries)
 
