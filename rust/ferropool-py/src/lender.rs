@@ -40,15 +40,13 @@ use pyo3::types::{PyDict, PyNone, PyString, PyTuple, PyType};
 
 use crate::errors::to_py;
 use crate::pool::{key, Core, SLOW_CHECKIN, SLOW_CHECKOUT};
+use crate::status;
 
 /// `close_returns` is set: a connection's close() gives it back, and a
 /// block must notice (the Python slow path keeps that bookkeeping).
 const CLOSE_RETURNS: u8 = 1;
 /// The pool's class overrides getconn or putconn: a block calls them.
 const OVERRIDDEN: u8 = 2;
-
-/// psycopg's `TransactionStatus.IDLE`.
-const IDLE: i64 = 0;
 
 /// What a pool shares with its blocks: its core, its runner, its flags.
 struct Lending {
@@ -198,7 +196,7 @@ impl Lending {
                 if !c.is(ptr) {
                     return false;
                 }
-                if !c.pgconn().is_some_and(|pg| is_idle(pg.bind(py))) {
+                if !c.is_idle(py) {
                     busy = true;
                     return false;
                 }
@@ -227,7 +225,7 @@ impl Lending {
         }
         let idle = conn
             .getattr(intern!(py, "pgconn"))
-            .is_ok_and(|pg| is_idle(&pg));
+            .is_ok_and(|pg| status::is_idle(&pg));
         if !idle {
             return Ok(Some(Unfinished::Busy));
         }
@@ -314,15 +312,6 @@ impl Lending {
 
 fn unbound() -> PyErr {
     PyRuntimeError::new_err("this pool was not initialised (its __init__ did not run)")
-}
-
-/// `pgconn.transaction_status == IDLE`; false if it cannot be read.
-#[inline]
-fn is_idle(pgconn: &Bound<'_, PyAny>) -> bool {
-    pgconn
-        .getattr(intern!(pgconn.py(), "transaction_status"))
-        .and_then(|s| s.extract::<i64>())
-        .is_ok_and(|s| s == IDLE)
 }
 
 /// Clear psycopg's marker: the connection is no longer lent by a pool.

@@ -9,6 +9,7 @@ mod entry;
 mod errors;
 mod lender;
 mod pool;
+mod status;
 mod wait;
 
 use pyo3::prelude::*;

@@ -18,34 +18,28 @@ use ferropool_core::{
     Begin, Checkin, Config, ConnectFailed, Connected, Failure, Loss, Pool, Served, WaitTicket,
 };
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::errors::{self, config_to_py, to_py};
+use crate::status::Status;
 use crate::wait;
 
 /// A connection as the core holds it: the object and, for a psycopg
-/// connection, its `pgconn`, read once when the pool gets the connection
-/// (psycopg sets it once, in the constructor). A fast return reads the
-/// transaction status from it, which spares a lookup in the connection's
-/// attributes on every return.
+/// connection, the reader of its transaction status, made once when the
+/// pool gets the connection (psycopg sets `pgconn` once, in the
+/// constructor): a fast return reads the status through it, sparing two
+/// attribute lookups on every return.
 pub(crate) struct Conn {
     obj: Py<PyAny>,
-    pgconn: Option<Py<PyAny>>,
+    status: Option<Status>,
 }
 
 impl Conn {
     fn new(conn: &Bound<'_, PyAny>) -> Self {
-        let py = conn.py();
         Self {
             obj: conn.clone().unbind(),
-            // DB-API connections have none; their returns take the slow path.
-            pgconn: conn
-                .getattr_opt(intern!(py, "pgconn"))
-                .ok()
-                .flatten()
-                .map(Bound::unbind),
+            status: Status::of(conn),
         }
     }
 
@@ -61,9 +55,11 @@ impl Conn {
         self.obj.as_ptr() == ptr
     }
 
+    /// Whether the connection is out of any transaction; false for a
+    /// connection whose status cannot be read (not psycopg's).
     #[inline]
-    pub(crate) fn pgconn(&self) -> Option<&Py<PyAny>> {
-        self.pgconn.as_ref()
+    pub(crate) fn is_idle(&self, py: Python<'_>) -> bool {
+        self.status.as_ref().is_some_and(|s| s.is_idle(py))
     }
 }
 
