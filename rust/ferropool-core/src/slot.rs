@@ -212,7 +212,7 @@ impl<T> Slot<T> {
 
 /// Exclusive ownership of a slot, obtained by a successful compare-and-set.
 /// Dropping it without publishing a phase would strand the slot, so every
-/// path ends in [`Owned::publish`], [`Owned::lend`] or [`Owned::grant_word`].
+/// path ends in [`Owned::publish`], [`Owned::lend`] or [`Owned::park`].
 #[must_use = "an owned slot must be published, lent or granted"]
 #[derive(Debug)]
 pub struct Owned<'a, T> {
@@ -272,13 +272,26 @@ impl<'a, T> Owned<'a, T> {
         self.word
     }
 
-    /// Publish a non-exclusive phase (`Idle`, `Free`) or hand the slot to a
-    /// borrower (`InUse`), giving up ownership.
+    /// Publish a non-exclusive phase (`Idle`, `Free`), giving up ownership.
     #[inline]
     pub fn publish(self, to: Phase) {
         self.slot
             .state
             .store(successor(self.word, to), Ordering::SeqCst);
+    }
+
+    /// Hand the slot to a borrower (`InUse`), giving up ownership. A
+    /// release store where `publish` is SeqCst: the borrower's return takes
+    /// the slot back with a compare-and-set that synchronises with it, and
+    /// no handshake pairs this store with a load (returns, requests and
+    /// `close()` meet on `Idle`, `waiting` and the pool's phase). On x86 it
+    /// is a plain move where a SeqCst store is a locked exchange, once per
+    /// borrow.
+    #[inline]
+    pub fn lend(self) {
+        self.slot
+            .state
+            .store(successor(self.word, Phase::InUse), Ordering::Release);
     }
 
     /// Give up ownership while staying in the current phase: the holder of

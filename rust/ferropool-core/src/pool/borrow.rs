@@ -205,7 +205,7 @@ impl<T: Send> Pool<T> {
             }
             read(d.payload.as_ref().expect("a lent slot holds a connection"))
         });
-        owned.publish(Phase::InUse);
+        owned.lend();
         Lent { id, value }
     }
 

@@ -163,7 +163,7 @@ impl<T: Send> Pool<T> {
             }
             // Same key, other object: not ours after all. Put it back as it
             // was; its borrower holds no word, so nothing else changes.
-            owned.publish(Phase::InUse);
+            owned.lend();
             return Err(refuse(NotLent::Unknown));
         }
         Err(refuse(NotLent::Unknown))
