@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 use ferropool_core::Checkin;
-use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -40,6 +40,7 @@ use pyo3::types::{PyDict, PyNone, PyString, PyTuple, PyType};
 
 use crate::errors::to_py;
 use crate::pool::{key, Core, SLOW_CHECKIN, SLOW_CHECKOUT};
+use crate::ready::ready;
 use crate::status;
 
 /// `close_returns` is set: a connection's close() gives it back, and a
@@ -54,7 +55,7 @@ struct Lending {
     runner: OnceLock<Py<PyAny>>,
     flags: AtomicU8,
     /// The awaitable an async block's fast exit returns: done at once.
-    done: OnceLock<Py<Ready>>,
+    done: OnceLock<Py<PyAny>>,
 }
 
 /// What came of a borrow on the fast path.
@@ -135,7 +136,7 @@ impl Lending {
                 "this pool is already bound to its core",
             ));
         }
-        let _ = self.done.set(Py::new(py, Ready { value: None })?);
+        let _ = self.done.set(ready(py, None)?);
         self.set_flag(OVERRIDDEN, overridden);
         Ok(())
     }
@@ -247,7 +248,7 @@ impl Lending {
     ) -> PyResult<Py<PyAny>> {
         let py = pool.py();
         match self.lend(pool, timeout)? {
-            Lend::Lent(conn) if is_async => Ok(Ready::new(py, conn)?.into_any()),
+            Lend::Lent(conn) if is_async => ready(py, Some(conn)),
             Lend::Lent(conn) => Ok(conn),
             Lend::Runner(conn) => Ok(self
                 .runner(py)?
@@ -712,7 +713,7 @@ impl AsyncBlock {
     pub(crate) fn enter(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let this = slf.get();
         match this.state.enter(slf.as_any(), &this.lender.get().lending)? {
-            Entered::Lent(conn) => Ok(Ready::new(slf.py(), conn)?.into_any()),
+            Entered::Lent(conn) => ready(slf.py(), Some(conn)),
             Entered::Slow(coro) => Ok(coro),
         }
     }
@@ -725,40 +726,5 @@ impl AsyncBlock {
             Some(rest) => rest,
             None => lending.finished(slf.py()),
         })
-    }
-}
-
-/// An awaitable that is already done: awaiting it gives `value` at once,
-/// without a trip through the event loop.
-#[pyclass(frozen, module = "ferropool._core", name = "Ready")]
-pub struct Ready {
-    value: Option<Py<PyAny>>,
-}
-
-impl Ready {
-    fn new(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<Self>> {
-        Py::new(py, Self { value: Some(value) })
-    }
-}
-
-#[pymethods]
-impl Ready {
-    fn __await__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __iter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    /// Done at once: StopIteration carrying the value.
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        let Some(value) = &self.value else {
-            return Ok(None);
-        };
-        if value.bind(py).is_instance_of::<PyTuple>() {
-            return Err(PyStopIteration::new_err((value.clone_ref(py),)));
-        }
-        Err(PyStopIteration::new_err(value.clone_ref(py)))
     }
 }

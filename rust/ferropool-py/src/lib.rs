@@ -9,6 +9,7 @@ mod entry;
 mod errors;
 mod lender;
 mod pool;
+mod ready;
 mod status;
 mod wait;
 
@@ -27,7 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lender::AsyncLender>()?;
     m.add_class::<lender::Block>()?;
     m.add_class::<lender::AsyncBlock>()?;
-    m.add_class::<lender::Ready>()?;
+    ready::install(m)?;
     entry::install(m.py())?;
     m.add("MAX_POOL_SIZE", ferropool_core::config::MAX_POOL_SIZE)?;
     Ok(())
