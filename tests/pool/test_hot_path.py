@@ -12,6 +12,7 @@ slow path, and hooks still called when configured.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Coroutine
 from typing import Any
@@ -65,6 +66,36 @@ async def test_async_blocks_need_no_event_loop_on_the_fast_path(dsn: str) -> Non
         assert conn._pool is pool
         run_without_loop(pool.putconn(conn))
         assert pool.get_stats()["pool_available"] == 1
+
+
+@pytest.mark.anyio
+async def test_a_fast_block_returns_an_awaitable_that_works_however_it_is_awaited(
+    dsn: str,
+) -> None:
+    """The fast path's done awaitable (``_core.Ready``, with ``am_send``)
+    gives its value to ``await``, to iteration (``yield from``, asyncio
+    wrapping it in a task) and to a coroutine stepped by hand alike."""
+    async with AsyncConnectionPool(dsn, min_size=1) as pool:
+        await pool.wait()
+        block = pool.connection()
+        entering = block.__aenter__()
+        assert inspect.isawaitable(entering)
+        with pytest.raises(StopIteration) as stop:
+            next(entering.__await__())
+        conn = stop.value.value
+        assert isinstance(conn, psycopg.AsyncConnection) and conn._pool is pool
+        # Awaited again (as `await` does), or in a task, it gives the same.
+        assert await entering is conn
+        assert await asyncio.ensure_future(entering) is conn
+        leaving = block.__aexit__(None, None, None)
+        assert await leaving is None
+        with pytest.raises(StopIteration) as stop:
+            next(leaving.__await__())
+        assert stop.value.value is None
+        assert conn._pool is None
+        assert pool.get_stats()["pool_available"] == 1
+        with pytest.raises(TypeError):
+            type(leaving)()
 
 
 def test_a_subclass_getconn_and_putconn_are_called_by_blocks(dsn: str) -> None:

@@ -4,7 +4,7 @@
 //! `ConnectionPool` and `AsyncConnectionPool`. A borrow of an idle
 //! connection, and its return, is one call into Rust each way: the core's
 //! checkout (or checkin), psycopg's `conn._pool` marker, and on return the
-//! transaction status read from `conn.pgconn` (a C object). Everything else
+//! transaction status read from `conn.pgconn` (a C object; see `status`). Everything else
 //! goes to the Python slow path, the pool's runner: waiting, `check`,
 //! hooks, leak tracking, rollback, reset, closing, `close_returns`
 //! bookkeeping, and a subclass's own getconn/putconn. What decides is read
@@ -16,8 +16,9 @@
 //! `_putconn_slow`, `_enter_block`, `_exit_block`) and the runner's: the
 //! sync pool calls them and returns what they return; the async pool
 //! returns their coroutine for the caller to await, or, when the fast path
-//! did everything, an awaitable that is already done (`Ready`), so an
-//! `async with pool.connection()` block needs no event-loop round trip.
+//! did everything, an awaitable that is already done (`Ready`, in `ready`),
+//! so an `async with pool.connection()` block needs no event-loop round
+//! trip.
 //!
 //! A block (`Block`, `AsyncBlock`) serves one entry at a time: entering
 //! takes it with a compare-and-set and exiting frees it, so a block shared
