@@ -4,9 +4,9 @@
 //! `ConnectionPool` and `AsyncConnectionPool`. A borrow of an idle
 //! connection, and its return, is one call into Rust each way: the core's
 //! checkout (or checkin), psycopg's `conn._pool` marker, and on return the
-//! transaction status read from `conn.pgconn` (a C object; see `status`). Everything else
-//! goes to the Python slow path, the pool's runner: waiting, `check`,
-//! hooks, leak tracking, rollback, reset, closing, `close_returns`
+//! transaction status read from `conn.pgconn` (a C object; see `status`).
+//! Everything else goes to the Python slow path, the pool's runner: waiting,
+//! `check`, hooks, leak tracking, rollback, reset, closing, `close_returns`
 //! bookkeeping, and a subclass's own getconn/putconn. What decides is read
 //! from atomics (the core's `SLOW_*` bits, set by the runner's
 //! `update_fast_path`; this object's `CLOSE_RETURNS` and `OVERRIDDEN`),

@@ -50,7 +50,9 @@ impl Status {
     pub(crate) fn is_idle(&self, py: Python<'_>) -> bool {
         let pgconn = self.pgconn.bind(py);
         match &self.getter {
-            Some(getter) if pgconn.get_type().is(getter.ty.bind(py)) => getter.is_idle(pgconn),
+            Some(getter) if pgconn.get_type_ptr() == getter.ty.bind(py).as_type_ptr() => {
+                getter.is_idle(pgconn)
+            }
             _ => is_idle(pgconn),
         }
     }
